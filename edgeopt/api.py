@@ -1,0 +1,248 @@
+"""The Python API: `compile` a model for targets, verified and measured; the CLI calls the same function."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeopt.artifacts.base import Artifact, ArtifactKind, TensorSpec
+from edgeopt.artifacts.loading import load_model
+from edgeopt.cache import Cache
+from edgeopt.config import CompileConfig
+from edgeopt.errors import EdgeoptError, PipelineError
+from edgeopt.fileio import copy_atomic, ensure_writable_dir
+from edgeopt.passes.base import PassContext
+from edgeopt.passes.registry import REGISTRY
+from edgeopt.pipeline import Pipeline, PipelineResult
+from edgeopt.progress import Progress
+from edgeopt.targets import Target, VariantSpec, get_target
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PlannedVariant:
+    """A variant to build: its target, spec and the full pass chain from the input model."""
+
+    target: Target
+    spec: VariantSpec
+    pipeline: Pipeline
+
+    @property
+    def name(self) -> str:
+        return f"{self.target.name}/{self.spec.name}"
+
+
+@dataclass
+class BuiltVariant:
+    """A variant after its pipeline ran (or failed)."""
+
+    planned: PlannedVariant
+    result: PipelineResult | None
+    artifact_path: Path | None
+    status: str
+
+
+@dataclass
+class CompileResult:
+    """What `compile` returns: the plan, the built variants, the report dict and where things were written."""
+
+    config: CompileConfig
+    plan: list[PlannedVariant]
+    variants: list[BuiltVariant] = field(default_factory=list)
+    report: dict[str, Any] | None = None
+    out: Path | None = None
+
+    @property
+    def artifacts(self) -> dict[str, Path]:
+        return {v.planned.name: v.artifact_path for v in self.variants if v.artifact_path is not None}
+
+
+def _input_specs(cfg: CompileConfig, example_inputs: Any) -> list[TensorSpec] | None:
+    """Input specs from example tensors or --input-shape; the batch dim stays dynamic for export."""
+    specs: list[TensorSpec] = []
+    if example_inputs is not None:
+        tensors = example_inputs if isinstance(example_inputs, (tuple, list)) else (example_inputs,)
+        if isinstance(example_inputs, dict):
+            tensors = tuple(example_inputs.values())
+            names = list(example_inputs)
+        else:
+            names = ["input"] if len(tensors) == 1 else [f"input_{i}" for i in range(len(tensors))]
+        for name, t in zip(names, tensors, strict=True):
+            dtype = str(getattr(t, "dtype", "float32")).replace("torch.", "")
+            specs.append(TensorSpec(name, ("batch", *tuple(t.shape)[1:]), dtype))
+        return specs
+    if cfg.input_shapes:
+        for name, dims in cfg.input_shapes.items():
+            shape = tuple("batch" if i == 0 and isinstance(d, int) and d <= 1 else d for i, d in enumerate(dims))
+            specs.append(TensorSpec(name or "input", shape))
+        return specs
+    return None
+
+
+def _variants_for(target: Target, cfg: CompileConfig) -> list[VariantSpec]:
+    specs = list(target.variants)
+    if cfg.quantize != "none":
+        from edgeopt.passes.onnx.quantize import quantized_variants
+
+        specs += quantized_variants(target, cfg)
+    specs += list(cfg.extra_variants)
+    if cfg.variants is not None:
+        specs = [s for s in specs if s.name in cfg.variants]
+    return specs
+
+
+def plan(cfg: CompileConfig, source: Artifact, ctx: PassContext) -> list[PlannedVariant]:
+    """Build and validate every variant's pass chain; raise one PipelineError listing all problems."""
+    problems: list[str] = []
+    planned: list[PlannedVariant] = []
+    for tname in cfg.target:
+        try:
+            target = get_target(tname)
+        except EdgeoptError as exc:
+            problems.append(str(exc))
+            continue
+        for spec in _variants_for(target, cfg):
+            steps: list[Any] = []
+            if source.kind != target.artifact:
+                conv = REGISTRY.converter(source.kind, target.artifact)
+                if conv is None and source.kind == ArtifactKind.TORCH:
+                    conv = REGISTRY.converter(source.kind, ArtifactKind.ONNX)
+                if conv is not None:
+                    steps.append(conv())
+            steps.extend(spec.passes)
+            try:
+                pipe = Pipeline(steps)
+            except PipelineError as exc:
+                problems.extend(f"{target.name}/{spec.name}: {p}" for p in exc.problems)
+                continue
+            problems.extend(f"{target.name}/{spec.name}: {p}" for p in pipe.validate(source.kind, ctx, target.name))
+            if pipe.output_kind not in (None, target.artifact):
+                problems.append(
+                    f"{target.name}/{spec.name}: the chain ends in {pipe.output_kind.value if pipe.output_kind else '?'}"
+                    f" but target '{target.name}' runs {target.artifact.value}"
+                )
+            planned.append(PlannedVariant(target, spec, pipe))
+    if problems:
+        raise PipelineError(problems, "fix the listed problems (nothing was built)")
+    return planned
+
+
+def _load_data(spec: Any, source: Artifact, what: str, min_samples: int | None = None) -> Any:
+    if spec is None:
+        return None
+    from edgeopt.data import load_data
+
+    data = load_data(spec, source.input_specs())
+    data.validate(source.input_specs(), min_samples=min_samples)
+    return data
+
+
+def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
+    model: Any = None,
+    target: str | list[str] = "ort-cpu",
+    example_inputs: Any = None,
+    data: Any = None,
+    out: str | Path = "edgeopt-out",
+    *,
+    config: CompileConfig | None = None,
+    dry_run: bool = False,
+    progress: bool = False,
+    **options: Any,
+) -> CompileResult:
+    """Compile `model` for `target`: build every variant, verify it against the original, time it, report."""
+    if config is None:
+        values: dict[str, Any] = {"target": target, "out": str(out), **options}
+        values["model"] = model if isinstance(model, str | Path) else "<in-memory module>"
+        if isinstance(values["model"], Path):
+            values["model"] = str(values["model"])
+        if data is not None and isinstance(data, str | Path):
+            values["data"] = str(data)
+        config = CompileConfig.build(values, source="compile() arguments")
+        if data is not None and not isinstance(data, str | Path):
+            options["_data_obj"] = data
+    cfg = config
+    prog = Progress(enabled=progress)
+    source = load_model(model if model is not None and not isinstance(model, str | Path) else cfg.model,
+                        _input_specs(cfg, example_inputs))
+    eval_data = _load_data(options.get("_data_obj", cfg.data), source, "evaluation")
+    calib = _load_data(cfg.calibration, source, "calibration", cfg.calibration_samples)
+    train = _load_data(cfg.train, source, "training")
+    cache = Cache(Path(cfg.cache_dir) if cfg.cache_dir else None, enabled=cfg.cache)
+    out_dir = Path(cfg.out)
+    with tempfile.TemporaryDirectory(prefix="edgeopt-") as scratch:
+        ctx = PassContext(
+            work_dir=Path(scratch), calibration=calib, train_data=train, eval_data=eval_data,
+            input_specs=source.input_specs(), seed=cfg.seed,
+        )
+        planned = plan(cfg, source, ctx)
+        result = CompileResult(cfg, planned)
+        if dry_run:
+            return result
+        ensure_writable_dir(out_dir)
+        result.out = out_dir
+        check_inputs = _check_inputs(source, eval_data or calib)
+        for pv in planned:
+            result.variants.append(_build(pv, source, ctx, cache, check_inputs, out_dir, prog))
+        result.report = _measure_and_report(result, source, eval_data, prog)
+    return result
+
+
+def _measure_and_report(result: CompileResult, source: Artifact, data: Any, prog: Progress) -> dict[str, Any]:
+    """Evaluate and time the runnable builds beside the reference, then write the reports."""
+    from edgeopt.evaluate.variants import measure_variants
+    from edgeopt.report.build import build_manifest, build_report, write_reports
+
+    runnable = {
+        bv.planned.name: (bv.planned.target.backend_instance(), bv.result.artifact)
+        for bv in result.variants
+        if bv.status == "ok" and bv.result is not None
+    }
+    meas = measure_variants(source, runnable, data, result.config, prog)
+    assert result.out is not None
+    report = build_report(result, source, meas, data)
+    write_reports(result.out, report, build_manifest(result, source, report))
+    return report
+
+
+def _check_inputs(source: Artifact, data: Any) -> dict[str, np.ndarray] | None:
+    if data is None:
+        return None
+    from edgeopt.pipeline import CHECK_SAMPLES
+
+    return data.take(min(CHECK_SAMPLES, len(data))).inputs
+
+
+def _build(
+    pv: PlannedVariant, source: Artifact, ctx: PassContext, cache: Cache,
+    check_inputs: dict[str, np.ndarray] | None, out_dir: Path, prog: Progress,
+) -> BuiltVariant:
+    """Run one variant's chain; a backend that cannot run here gives a 'not built' status, not an error."""
+    ctx.target = pv.target
+    try:
+        res = pv.pipeline.run(source, ctx, cache, pv.target.name, check_inputs, prog, label=f"{pv.name} ")
+    except EdgeoptError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - one failing variant must not hide the others
+        log.debug("variant %s failed", pv.name, exc_info=True)
+        msg = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+        prog.warn(f"{pv.name} {msg}")
+        return BuiltVariant(pv, None, None, msg)
+    art = res.artifact
+    suffix = art.path.suffix if art.path is not None else ""
+    dest = out_dir / "artifacts" / f"{pv.target.name}-{pv.spec.name}{suffix}"
+    if art.path is not None:
+        copy_atomic(art.path, dest)
+    status = "ok"
+    why = pv.target.availability()
+    if why is not None:
+        status = f"not run: {why}"
+    return BuiltVariant(pv, res, dest, status)
+
+
+__all__ = ["CompileResult", "compile", "plan"]

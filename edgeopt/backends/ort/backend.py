@@ -1,0 +1,105 @@
+"""ONNX Runtime backend: sessions with pinned threads and a chosen optimization level."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeopt.artifacts.base import Artifact, ArtifactKind, TensorSpec
+from edgeopt.artifacts.onnx_model import OnnxModel
+from edgeopt.backends.base import Backend, BackendOptions, Runner, register_backend
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(int64)": "int64",
+    "tensor(int32)": "int32",
+    "tensor(int8)": "int8",
+    "tensor(uint8)": "uint8",
+    "tensor(bool)": "bool",
+}
+
+_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+OptLevel = Literal["disable", "basic", "extended", "all"]
+
+
+class OrtOptions(BackendOptions):
+    """ONNX Runtime session options edgeopt exposes."""
+
+    intra_op_num_threads: int | None = None
+    graph_optimization_level: OptLevel = "all"
+    execution_mode: Literal["sequential", "parallel"] = "sequential"
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+
+
+def session_options(
+    threads: int | None, level: OptLevel = "all", optimized_path: str | None = None
+) -> ort.SessionOptions:
+    """SessionOptions with pinned threads (deterministic, comparable timings)."""
+    so = ort.SessionOptions()
+    so.graph_optimization_level = _LEVELS[level]
+    if threads:
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    if optimized_path:
+        so.optimized_model_filepath = optimized_path
+    return so
+
+
+class OrtRunner(Runner):
+    """An ONNX Runtime inference session."""
+
+    def __init__(self, model_path: str, options: OrtOptions, threads: int | None) -> None:
+        self.threads = threads or options.intra_op_num_threads
+        so = session_options(self.threads, options.graph_optimization_level)
+        so.execution_mode = (
+            ort.ExecutionMode.ORT_PARALLEL if options.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
+        )
+        self.session = ort.InferenceSession(model_path, so, providers=list(options.providers))
+        self.options = options
+        self._inputs = [
+            TensorSpec(i.name, tuple(d if isinstance(d, int) else (d or None) for d in i.shape), _ORT_TYPES.get(i.type, "float32"))
+            for i in self.session.get_inputs()
+        ]
+        first = self._inputs[0].shape[0] if self._inputs and self._inputs[0].shape else None
+        self.max_batch = first if isinstance(first, int) else None
+
+    def input_specs(self) -> list[TensorSpec]:
+        return list(self._inputs)
+
+    def run(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        feed = {s.name: np.ascontiguousarray(inputs[s.name], dtype=s.dtype) for s in self._inputs}
+        return list(self.session.run(None, feed))
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "runtime": "onnxruntime",
+            "version": ort.__version__,
+            "providers": self.session.get_providers(),
+            "threads": self.threads,
+            "graph_optimization_level": self.options.graph_optimization_level,
+        }
+
+
+@register_backend
+class OrtBackend(Backend):
+    """ONNX Runtime on the CPU."""
+
+    name = "ort"
+    artifact_kind = ArtifactKind.ONNX
+    Options = OrtOptions
+
+    def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
+        if not isinstance(artifact, OnnxModel) or artifact.path is None:
+            raise TypeError("the ort backend runs ONNX files")
+        assert isinstance(self.options, OrtOptions)
+        return OrtRunner(str(artifact.path), self.options, threads)

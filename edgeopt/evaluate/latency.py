@@ -1,0 +1,74 @@
+"""Latency measured honestly: warm-up, many repeats, variants interleaved in one run, median ratios."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+
+@dataclass
+class LatencyResult:
+    """Per-variant timings (ms) and, when a baseline is named, the median of per-round speed-up ratios."""
+
+    samples_ms: dict[str, np.ndarray]
+    baseline: str | None
+
+    def stats(self, name: str) -> dict[str, float]:
+        t = self.samples_ms[name]
+        return {
+            "median": float(np.median(t)),
+            "p90": float(np.percentile(t, 90)),
+            "p99": float(np.percentile(t, 99)),
+            "mean": float(np.mean(t)),
+            "min": float(np.min(t)),
+            "n": int(t.size),
+        }
+
+    def speedup(self, name: str, baseline: str | None = None) -> float | None:
+        """Median over rounds of t(baseline) / t(name): > 1 means `name` is faster."""
+        base = baseline or self.baseline
+        if base is None or base not in self.samples_ms:
+            return None
+        return float(np.median(self.samples_ms[base] / self.samples_ms[name]))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {n: {**self.stats(n), "speedup_vs_baseline": self.speedup(n)} for n in self.samples_ms}
+
+
+def time_interleaved(
+    fns: dict[str, Callable[[], Any]],
+    iters: int = 100,
+    warmup: int = 10,
+    baseline: str | None = None,
+    seed: int = 0,
+    max_seconds: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> LatencyResult:
+    """Time each callable once per round, in a shuffled order each round, so drift hits all variants alike.
+
+    `max_seconds` caps the measuring phase: rounds stop early (at least 5) once it is spent.
+    """
+    names = sorted(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    rng = random.Random(seed)
+    samples: dict[str, list[float]] = {n: [] for n in names}
+    start = time.perf_counter()
+    for r in range(iters):
+        order = names[:]
+        rng.shuffle(order)
+        for n in order:
+            t0 = time.perf_counter_ns()
+            fns[n]()
+            samples[n].append((time.perf_counter_ns() - t0) / 1e6)
+        if progress is not None:
+            progress(r + 1, iters)
+        if max_seconds is not None and r >= 4 and time.perf_counter() - start > max_seconds:
+            break
+    return LatencyResult({n: np.asarray(v) for n, v in samples.items()}, baseline)

@@ -1,0 +1,61 @@
+"""`edgeopt inspect`: what a model is (inputs, outputs, ops, parameters, size) and, per target, what it lacks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeopt.artifacts.loading import load_model
+from edgeopt.config import parse_input_shapes
+from edgeopt.targets import get_target
+
+
+def inspect_model(model: str, target: str | None = None, input_shapes: list[str] | None = None) -> dict[str, Any]:
+    """Summary of a model; with a target, the backend's own check (op coverage, placement rules)."""
+    from edgeopt.artifacts.base import TensorSpec
+
+    specs = None
+    if input_shapes:
+        specs = [TensorSpec(n or "input", tuple(d)) for n, d in parse_input_shapes(input_shapes).items()]
+    art = load_model(model, specs)
+    if hasattr(art, "summary"):
+        info = art.summary()
+    else:
+        info = {
+            "kind": art.kind.value,
+            "path": str(art.path) if art.path else None,
+            "sha256": art.sha256,
+            "inputs": [s.to_dict() for s in art.input_specs()],
+            "outputs": [s.to_dict() for s in art.output_specs()],
+            "ops": art.op_histogram(),
+            "parameters": getattr(art, "parameter_count", lambda: None)(),
+            "size_bytes": art.size_bytes(),
+        }
+    if target is not None:
+        t = get_target(target)
+        backend = t.backend_instance()
+        check = getattr(backend, "inspect", None)
+        info["target"] = {"name": t.name, **(check(art) if check is not None else {"note": "no target-specific check"})}
+    return info
+
+
+def render_inspect(info: dict[str, Any]) -> str:
+    """Human-readable form of `inspect_model`'s result."""
+    lines = [f"{info.get('path') or '<module>'}  ({info['kind']}, sha256 {info['sha256'][:16]}…)"]
+    if info.get("opset"):
+        lines.append(f"opset: {info['opset']}")
+    for io in ("inputs", "outputs"):
+        for s in info.get(io) or []:
+            dims = ",".join(str(d) if d is not None else "?" for d in s["shape"])
+            lines.append(f"{io[:-1]:6s} {s['name']}: {s['dtype']}[{dims}]")
+    if info.get("parameters") is not None:
+        lines.append(f"parameters: {info['parameters']:,}")
+    lines.append(f"size: {info['size_bytes'] / 1e6:.3f} MB")
+    ops = info.get("ops") or {}
+    lines.append("ops: " + ", ".join(f"{k} x{v}" for k, v in sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))))
+    tgt = info.get("target")
+    if tgt:
+        lines.append(f"target {tgt['name']}:")
+        for k, v in tgt.items():
+            if k != "name":
+                lines.append(f"  {k}: {v}")
+    return "\n".join(lines)

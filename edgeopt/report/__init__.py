@@ -1,0 +1,1 @@
+"""Reports: report.json is the truth; report.md (and report.html) are views of it."""

@@ -1,0 +1,67 @@
+"""report.md: a readable view of report.json."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _fmt(v: Any, spec: str, suffix: str = "") -> str:
+    return "-" if v is None else f"{v:{spec}}{suffix}"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """The variant table, the machine, the recommendation and per-variant notes."""
+    lines = ["# edgeopt report", "", f"Machine: {report['machine']['summary']}", ""]
+    model = report.get("model") or {}
+    if model.get("path"):
+        lines += [f"Model: `{model['path']}` ({model.get('kind')}, sha256 {model.get('sha256', '')[:16]}…)", ""]
+    if report.get("data"):
+        d = report["data"]
+        lines += [f"Data: {d.get('source', '?')} ({d.get('n', '?')} samples)", ""]
+    lines += [
+        "| variant | target | precision | status | size MB | accuracy | latency ms median | speed-up vs baseline |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in report["variants"]:
+        acc = (v.get("accuracy") or {}).get("top1")
+        acc_s = "-" if acc is None else f"{acc * 100:.2f}%"
+        if acc is None and v.get("fidelity"):
+            agree = v["fidelity"].get("top1_agreement")
+            acc_s = f"agreement {agree * 100:.2f}%" if agree is not None else f"cosine {v['fidelity']['cosine']:.5f}"
+        lat = (v.get("latency_ms") or {}).get("median")
+        size = v.get("size_bytes")
+        mark = " **(recommended)**" if v["name"] == report.get("recommended") else ""
+        lines.append(
+            f"| {v['name']}{mark} | {v['target']} | {v['precision']} | {v['status']} | "
+            f"{_fmt(size / 1e6 if size else None, '.3f')} | {acc_s} | {_fmt(lat, '.3f')} | "
+            f"{_fmt(v.get('speedup_vs_baseline'), '.2f', 'x')} |"
+        )
+    rec = report.get("recommendation") or {}
+    lines += ["", f"**Recommended:** {rec.get('variant') or 'none'}. Rule: {rec.get('rule', '-')}. {rec.get('reason', '')}"]
+    for r in rec.get("rejected") or []:
+        lines.append(f"- not recommended: {r}")
+    lines += ["", "Latencies: medians of one interleaved run (variants alternate in shuffled order each round); "
+              "speed-up is the median of per-round ratios against the reference.", ""]
+    for v in report["variants"]:
+        fid = v.get("fidelity")
+        notes = v.get("notes") or []
+        if not fid and not notes and not v.get("diagnosis"):
+            continue
+        lines.append(f"## {v['name']}")
+        if fid:
+            agree = fid.get("top1_agreement")
+            lines.append(
+                f"- fidelity vs reference: max abs diff {fid['max_abs']:.3g}, cosine {fid['cosine']:.6f}"
+                + (f", top-1 agreement {agree * 100:.2f}%" if agree is not None else "")
+                + (" (random inputs)" if fid.get("inputs") == "random" else "")
+            )
+        for p in v.get("passes") or []:
+            chk = p.get("check") or {}
+            check = f", check max abs {chk['max_abs']:.2g}" if chk else ""
+            lines.append(f"- pass `{p['pass']}`: {p['wall_s']:.2f} s{' (cached)' if p['cached'] else ''}{check}")
+        for n in notes:
+            lines.append(f"- note: {n}")
+        for d in v.get("diagnosis") or []:
+            lines.append(f"- diagnosis: {d}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
