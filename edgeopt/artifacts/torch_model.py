@@ -58,7 +58,10 @@ class TorchModel(Artifact):
         provenance: tuple[PassRecord, ...] = (),
     ) -> TorchModel:
         """Wrap a module; the module is put in eval mode (never modified otherwise)."""
-        module.eval()
+        try:
+            module.eval()
+        except NotImplementedError:  # modules from torch.export are already in inference form
+            pass
         return cls(
             path=path,
             sha256=module_sha256(module, input_specs),

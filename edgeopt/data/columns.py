@@ -90,7 +90,7 @@ class ImageFileColumn:
         if not samples:
             return np.zeros((0, 0, 0, 3), dtype=np.uint8)
         first = samples[0].shape
-        for i, sample in zip(indices, samples):
+        for i, sample in zip(indices, samples, strict=True):
             if sample.shape != first:
                 raise DataError(
                     f"images differ in size after preprocessing: {self._paths[indices[0]]} is "

@@ -33,7 +33,7 @@ class Split(BaseModel):
 
 
 class Recipe(BaseModel):
-    """Data source, selection (split, shuffle, limit) and preprocessing, shared by calibration, evaluation and timing."""
+    """Data source, selection (split, shuffle, limit) and preprocessing: one declaration for every use of the data."""
 
     model_config = ConfigDict(extra="forbid")
 

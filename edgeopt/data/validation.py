@@ -24,7 +24,7 @@ def format_shape(dims: Sequence[Dim]) -> str:
 
 def _fits(sample: Sequence[int], expected: Sequence[Dim]) -> bool:
     """True when a sample shape matches the expected per-sample dims (dynamic dims match anything)."""
-    return len(sample) == len(expected) and all(is_dynamic(e) or e == s for s, e in zip(sample, expected))
+    return len(sample) == len(expected) and all(is_dynamic(e) or e == s for s, e in zip(sample, expected, strict=True))
 
 
 def _layout_fix(sample: tuple[int, ...], expected: tuple[Dim, ...]) -> tuple[str, str] | None:

@@ -48,10 +48,13 @@ def time_interleaved(
     seed: int = 0,
     max_seconds: float | None = None,
     progress: Callable[[int, int], None] | None = None,
+    block: int = 3,
 ) -> LatencyResult:
-    """Time each callable once per round, in a shuffled order each round, so drift hits all variants alike.
+    """Time the callables in rounds, in a shuffled order each round, so drift hits all variants alike.
 
-    `max_seconds` caps the measuring phase: rounds stop early (at least 5) once it is spent.
+    Each round runs a variant `block + 1` times in a row and keeps the median of the last `block` calls: the first
+    call after a switch pays for the other runtime's threads still spinning, which would otherwise be charged to
+    whichever variant runs next. `max_seconds` caps the measuring phase (at least 5 rounds run).
     """
     names = sorted(fns)
     for _ in range(warmup):
@@ -64,9 +67,13 @@ def time_interleaved(
         order = names[:]
         rng.shuffle(order)
         for n in order:
-            t0 = time.perf_counter_ns()
             fns[n]()
-            samples[n].append((time.perf_counter_ns() - t0) / 1e6)
+            times = []
+            for _ in range(block):
+                t0 = time.perf_counter_ns()
+                fns[n]()
+                times.append((time.perf_counter_ns() - t0) / 1e6)
+            samples[n].append(float(np.median(times)))
         if progress is not None:
             progress(r + 1, iters)
         if max_seconds is not None and r >= 4 and time.perf_counter() - start > max_seconds:

@@ -77,4 +77,3 @@ def train_digits_cnn(
         num_threads=num_threads,
     )
     return model, data["x_test"], data["y_test"]
-

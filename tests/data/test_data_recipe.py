@@ -29,7 +29,9 @@ def test_from_yaml_resolves_paths_against_the_recipe(tmp_path: Path, make_recipe
 
 
 def test_absolute_source_is_kept(tmp_path: Path, make_recipe) -> None:
-    recipe = Recipe.from_yaml(make_recipe(tmp_path, "source: /data/x.npz\nsplit: [{stop: 10}, {start: 20, stop: 30}]\n"))
+    recipe = Recipe.from_yaml(
+        make_recipe(tmp_path, "source: /data/x.npz\nsplit: [{stop: 10}, {start: 20, stop: 30}]\n")
+    )
     assert recipe.source == "/data/x.npz"
     assert [s.as_slice() for s in recipe.splits()] == [slice(None, 10), slice(20, 30)]
 

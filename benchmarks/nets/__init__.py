@@ -1,0 +1,1 @@
+"""Networks used only by benchmarks."""
