@@ -33,19 +33,34 @@ def sha(path: Path) -> str:
 def mnist_compile(cache: Path, out: Path) -> dict:
     """The MNIST acceptance: recipe over the last 9,000 images; top-1, wall time, simplify check, cache reuse."""
     t0 = time.perf_counter()
-    r1 = edgeopt.compile(str(DATA / "mnist/mnist_cnn.onnx"), target="ort-cpu", data=str(REPO / "calibration/mnist-eval.yaml"),
-                         out=str(out / "a"), cache_dir=str(cache), latency={"iters": 50})
+    r1 = edgeopt.compile(
+        str(DATA / "mnist/mnist_cnn.onnx"),
+        target="ort-cpu",
+        data=str(REPO / "calibration/mnist-eval.yaml"),
+        out=str(out / "a"),
+        cache_dir=str(cache),
+        latency={"iters": 50},
+    )
     wall1 = time.perf_counter() - t0
     t0 = time.perf_counter()
-    r2 = edgeopt.compile(str(DATA / "mnist/mnist_cnn.onnx"), target="ort-cpu", data=str(REPO / "calibration/mnist-eval.yaml"),
-                         out=str(out / "b"), cache_dir=str(cache), latency={"iters": 50})
+    r2 = edgeopt.compile(
+        str(DATA / "mnist/mnist_cnn.onnx"),
+        target="ort-cpu",
+        data=str(REPO / "calibration/mnist-eval.yaml"),
+        out=str(out / "b"),
+        cache_dir=str(cache),
+        latency={"iters": 50},
+    )
     wall2 = time.perf_counter() - t0
     v1 = r1.report["variants"][1]
     v2 = r2.report["variants"][1]
     simplify = next(p for p in v1["passes"] if p["pass"] == "simplify")
     return {
-        "top1": v1["accuracy"]["top1"], "correct": v1["accuracy"]["correct"], "n": v1["accuracy"]["n"],
-        "wall_s_first": wall1, "wall_s_cached": wall2,
+        "top1": v1["accuracy"]["top1"],
+        "correct": v1["accuracy"]["correct"],
+        "n": v1["accuracy"]["n"],
+        "wall_s_first": wall1,
+        "wall_s_cached": wall2,
         "simplify_max_abs": simplify["check"]["max_abs"],
         "fidelity_max_abs_9000": v1["fidelity"]["max_abs"],
         "second_run_all_cached": all(p["cached"] for p in v2["passes"]),
@@ -53,12 +68,18 @@ def mnist_compile(cache: Path, out: Path) -> dict:
     }
 
 
-def eager_vs_ort(name: str, module: torch.nn.Module, shape: tuple, cache: Path, out: Path, iters: int,
-                 threads: int) -> dict:
+def eager_vs_ort(
+    name: str, module: torch.nn.Module, shape: tuple, cache: Path, out: Path, iters: int, threads: int
+) -> dict:
     """Compile a torch module; the report's speed-up is median(t_eager / t_ort) over interleaved rounds."""
-    r = edgeopt.compile(module, target="ort-cpu", example_inputs=torch.randn(*shape), out=str(out / name),
-                        cache_dir=str(cache), latency={"iters": iters, "warmup": 10, "threads": threads,
-                                                       "max_seconds": 120})
+    r = edgeopt.compile(
+        module,
+        target="ort-cpu",
+        example_inputs=torch.randn(*shape),
+        out=str(out / name),
+        cache_dir=str(cache),
+        latency={"iters": iters, "warmup": 10, "threads": threads, "max_seconds": 120},
+    )
     ref, v = r.report["variants"][0], r.report["variants"][1]
     x = torch.randn(*shape)
     with torch.inference_mode():
@@ -67,8 +88,11 @@ def eager_vs_ort(name: str, module: torch.nn.Module, shape: tuple, cache: Path, 
 
     got = OrtBackend().load(r.variants[0].result.artifact, threads=threads).run({"input": x.numpy()})[0]
     return {
-        "model": name, "eager_ms": ref["latency_ms"]["median"], "ort_ms": v["latency_ms"]["median"],
-        "speedup": v["speedup_vs_baseline"], "rounds": v["latency_ms"]["n"],
+        "model": name,
+        "eager_ms": ref["latency_ms"]["median"],
+        "ort_ms": v["latency_ms"]["median"],
+        "speedup": v["speedup_vs_baseline"],
+        "rounds": v["latency_ms"]["n"],
         "max_abs_vs_torch": float(np.max(np.abs(want - got))),
     }
 
@@ -85,18 +109,29 @@ def main() -> None:
         mnist = mnist_compile(cache, out)
         rows = [
             eager_vs_ort("resnet18-224", resnet18_factory(), (1, 3, 224, 224), cache, out, args.iters, args.threads),
-            eager_vs_ort("mnist-cnn", mnist_cnn_from_onnx(DATA / "mnist/mnist_cnn.onnx"), (1, 1, 28, 28), cache, out,
-                         args.iters, args.threads),
+            eager_vs_ort(
+                "mnist-cnn",
+                mnist_cnn_from_onnx(DATA / "mnist/mnist_cnn.onnx"),
+                (1, 1, 28, 28),
+                cache,
+                out,
+                args.iters,
+                args.threads,
+            ),
         ]
     info = machine_info(args.threads)
-    print(f"Machine: {machine_summary(info)}; torch {info['versions']['torch']}, "
-          f"onnxruntime {info['versions']['onnxruntime']}\n")
+    print(
+        f"Machine: {machine_summary(info)}; torch {info['versions']['torch']}, "
+        f"onnxruntime {info['versions']['onnxruntime']}\n"
+    )
     print("MNIST CNN (last 9,000 test images):", json.dumps(mnist, indent=1))
     print("\n| model | PyTorch eager ms | ORT FP32 ms | speed-up (median ratio) | rounds | max abs vs torch |")
     print("|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['model']} | {r['eager_ms']:.3f} | {r['ort_ms']:.3f} | {r['speedup']:.2f}x | {r['rounds']} "
-              f"| {r['max_abs_vs_torch']:.2e} |")
+        print(
+            f"| {r['model']} | {r['eager_ms']:.3f} | {r['ort_ms']:.3f} | {r['speedup']:.2f}x | {r['rounds']} "
+            f"| {r['max_abs_vs_torch']:.2e} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"machine": info, "mnist": mnist, "eager_vs_ort": rows}, indent=2))
 

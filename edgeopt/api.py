@@ -123,9 +123,10 @@ def plan(cfg: CompileConfig, source: Artifact, ctx: PassContext) -> list[Planned
                 continue
             problems.extend(f"{target.name}/{spec.name}: {p}" for p in pipe.validate(source.kind, ctx, target.name))
             if pipe.output_kind not in (None, target.artifact):
+                ends = pipe.output_kind.value if pipe.output_kind else "?"
                 problems.append(
-                    f"{target.name}/{spec.name}: the chain ends in {pipe.output_kind.value if pipe.output_kind else '?'}"
-                    f" but target '{target.name}' runs {target.artifact.value}"
+                    f"{target.name}/{spec.name}: the chain ends in {ends} but target '{target.name}' runs "
+                    f"{target.artifact.value}"
                 )
             planned.append(PlannedVariant(target, spec, pipe))
     if problems:
@@ -168,8 +169,10 @@ def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
             options["_data_obj"] = data
     cfg = config
     prog = Progress(enabled=progress)
-    source = load_model(model if model is not None and not isinstance(model, str | Path) else cfg.model,
-                        _input_specs(cfg, example_inputs))
+    source = load_model(
+        model if model is not None and not isinstance(model, str | Path) else cfg.model,
+        _input_specs(cfg, example_inputs),
+    )
     eval_data = _load_data(options.get("_data_obj", cfg.data), source, "evaluation")
     calib = _load_data(cfg.calibration, source, "calibration", cfg.calibration_samples)
     train = _load_data(cfg.train, source, "training")
@@ -177,8 +180,12 @@ def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
     out_dir = Path(cfg.out)
     with tempfile.TemporaryDirectory(prefix="edgeopt-") as scratch:
         ctx = PassContext(
-            work_dir=Path(scratch), calibration=calib, train_data=train, eval_data=eval_data,
-            input_specs=source.input_specs(), seed=cfg.seed,
+            work_dir=Path(scratch),
+            calibration=calib,
+            train_data=train,
+            eval_data=eval_data,
+            input_specs=source.input_specs(),
+            seed=cfg.seed,
         )
         planned = plan(cfg, source, ctx)
         result = CompileResult(cfg, planned)
@@ -219,8 +226,13 @@ def _check_inputs(source: Artifact, data: Any) -> dict[str, np.ndarray] | None:
 
 
 def _build(
-    pv: PlannedVariant, source: Artifact, ctx: PassContext, cache: Cache,
-    check_inputs: dict[str, np.ndarray] | None, out_dir: Path, prog: Progress,
+    pv: PlannedVariant,
+    source: Artifact,
+    ctx: PassContext,
+    cache: Cache,
+    check_inputs: dict[str, np.ndarray] | None,
+    out_dir: Path,
+    prog: Progress,
 ) -> BuiltVariant:
     """Run one variant's chain; a backend that cannot run here gives a 'not built' status, not an error."""
     ctx.target = pv.target

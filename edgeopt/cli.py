@@ -13,7 +13,9 @@ from edgeopt.errors import EdgeoptError
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="edgeopt", description="Compile trained models into verified, measured edge builds.")
+    p = argparse.ArgumentParser(
+        prog="edgeopt", description="Compile trained models into verified, measured edge builds."
+    )
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -63,10 +65,18 @@ def _compile_config(args: argparse.Namespace) -> Any:
     if args.model:
         flags["model"] = args.model
     simple = {
-        "target": args.target, "out": args.out, "data": args.data, "calibration": args.calibration,
-        "train": args.train, "variants": args.variant, "quantize": args.quantize,
-        "calibration_method": args.calibration_method, "calibration_samples": args.calibration_samples,
-        "max_accuracy_drop": args.max_accuracy_drop, "eval_samples": args.eval_samples, "seed": args.seed,
+        "target": args.target,
+        "out": args.out,
+        "data": args.data,
+        "calibration": args.calibration,
+        "train": args.train,
+        "variants": args.variant,
+        "quantize": args.quantize,
+        "calibration_method": args.calibration_method,
+        "calibration_samples": args.calibration_samples,
+        "max_accuracy_drop": args.max_accuracy_drop,
+        "eval_samples": args.eval_samples,
+        "seed": args.seed,
         "cache_dir": args.cache_dir,
     }
     flags.update({k: v for k, v in simple.items() if v is not None})
@@ -151,8 +161,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "inspect": cmd_inspect, "targets": cmd_targets, "schema": cmd_schema,
-            "demo": cmd_demo}
+COMMANDS = {
+    "compile": cmd_compile,
+    "inspect": cmd_inspect,
+    "targets": cmd_targets,
+    "schema": cmd_schema,
+    "demo": cmd_demo,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

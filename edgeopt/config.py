@@ -75,7 +75,8 @@ class CompileConfig(BaseModel):
             return cls(**values)
         except ValidationError as exc:
             problems = [f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()]
-            raise ConfigError(f"invalid {source}: " + "; ".join(problems), "see `edgeopt schema` for the fields") from exc
+            fix = "see `edgeopt schema` for the fields"
+            raise ConfigError(f"invalid {source}: " + "; ".join(problems), fix) from exc
 
     def to_yaml(self) -> str:
         """YAML form of the config (omits nothing, so it is a complete record)."""
@@ -89,10 +90,7 @@ def parse_input_shapes(items: list[str]) -> dict[str, list[int | str]]:
         name, sep, dims = item.rpartition(":")
         if not sep:
             name, dims = "", item
-        try:
-            parsed: list[int | str] = [int(d) if d.strip().lstrip("-").isdigit() else d.strip() for d in dims.split(",")]
-        except ValueError as exc:  # pragma: no cover - isdigit guards int()
-            raise ConfigError(f"cannot read --input-shape '{item}'", "write NAME:1,3,224,224") from exc
+        parsed: list[int | str] = [int(d) if d.strip().lstrip("-").isdigit() else d.strip() for d in dims.split(",")]
         if not dims or any(d == "" for d in parsed):
             raise ConfigError(f"cannot read --input-shape '{item}'", "write NAME:1,3,224,224")
         shapes[name] = parsed

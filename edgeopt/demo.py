@@ -8,7 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.api import CompileResult, compile as compile_model
+from edgeopt.api import CompileResult
+from edgeopt.api import compile as compile_model
 from edgeopt.fileio import atomic_path, ensure_writable_dir
 from edgeopt.progress import Progress
 from edgeopt.targets import list_targets

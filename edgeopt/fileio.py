@@ -82,7 +82,9 @@ def ensure_writable_dir(path: str | os.PathLike[str]) -> Path:
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create output folder {path}: {exc.strerror}", "choose a writable --out folder") from exc
+        raise OutputError(
+            f"cannot create output folder {path}: {exc.strerror}", "choose a writable --out folder"
+        ) from exc
     if not path.is_dir():
         raise OutputError(f"output path {path} exists and is not a folder", "choose another --out folder")
     if not os.access(path, os.W_OK | os.X_OK):

@@ -107,9 +107,7 @@ class Pipeline:
         kind, prev = input_kind, "the input model"
         for p in self.passes:
             if p.input_kind != kind:
-                problems.append(
-                    f"pass '{p.name}' takes {p.input_kind.value} but {prev} gives {kind.value}"
-                )
+                problems.append(f"pass '{p.name}' takes {p.input_kind.value} but {prev} gives {kind.value}")
             problems.extend(p.check(ctx))
             if target is not None and "*" not in p.targets and target not in p.targets:
                 problems.append(f"pass '{p.name}' does not serve target '{target}' (serves {', '.join(p.targets)})")
@@ -163,9 +161,16 @@ class Pipeline:
                     check = self._check(p, current, produced, ctx, check_inputs)
                     notes = list(ctx.shared.pop("notes", []))
                     record = StepRecord(
-                        pass_name=p.name, config=p.config_dict(), parent_sha256=current.sha256,
-                        output_sha256=produced.sha256, wall_s=wall, size_bytes=produced.size_bytes(),
-                        ops=produced.op_histogram(), check=check, cached=False, notes=notes,
+                        pass_name=p.name,
+                        config=p.config_dict(),
+                        parent_sha256=current.sha256,
+                        output_sha256=produced.sha256,
+                        wall_s=wall,
+                        size_bytes=produced.size_bytes(),
+                        ops=produced.op_histogram(),
+                        check=check,
+                        cached=False,
+                        notes=notes,
                     )
                     rec = record.to_dict()
                     stored = cache.store(key, out_file, {k: rec[k2] for k, k2 in _REC_FIELDS.items()})
@@ -192,8 +197,10 @@ class Pipeline:
         result["ok"] = bool(result["max_abs"] <= tol_abs * scale and result["cosine"] >= tol_cos)
         if not result["ok"]:
             raise PipelineError(
-                [f"pass '{p.name}' changed the model's outputs (max abs diff {result['max_abs']:.3g}, "
-                 f"cosine {result['cosine']:.6f}; tolerance {tol_abs:g} x {scale:.3g}, {tol_cos})"],
+                [
+                    f"pass '{p.name}' changed the model's outputs (max abs diff {result['max_abs']:.3g}, "
+                    f"cosine {result['cosine']:.6f}; tolerance {tol_abs:g} x {scale:.3g}, {tol_cos})"
+                ],
                 "report this model to the edgeopt developers; run with --debug for details",
             )
         return result

@@ -34,6 +34,7 @@ class MnistCnn(nn.Module):
 def mnist_cnn_from_onnx(path: Path) -> MnistCnn:
     """Build the torch twin and copy every initializer of the ONNX model into it."""
     net = MnistCnn()
-    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in onnx.load(str(path)).graph.initializer}
+    inits = onnx.load(str(path)).graph.initializer
+    weights = {i.name: torch.from_numpy(numpy_helper.to_array(i).copy()) for i in inits}
     net.load_state_dict(weights, strict=True)
     return net.eval()

@@ -57,7 +57,7 @@ def build_report(result: Any, source: Artifact, meas: Measurements, data: Any) -
             "passes": [s.to_dict() for s in bv.result.steps] if bv.result else [],
             "notes": [n for s in (bv.result.steps if bv.result else []) for n in s.notes],
         }
-        extra = (bv.result.artifact_meta if bv.result and hasattr(bv.result, "artifact_meta") else None)
+        extra = bv.result.artifact_meta if bv.result and hasattr(bv.result, "artifact_meta") else None
         if extra:
             row.update(extra)
         rows.append(row)
@@ -89,7 +89,11 @@ def build_manifest(result: Any, source: Artifact, report: dict[str, Any]) -> dic
         "schema": "edgeopt.manifest/1",
         "config": result.config.model_dump(mode="json"),
         "seed": result.config.seed,
-        "input": {"kind": source.kind.value, "path": str(source.path) if source.path else None, "sha256": source.sha256},
+        "input": {
+            "kind": source.kind.value,
+            "path": str(source.path) if source.path else None,
+            "sha256": source.sha256,
+        },
         "versions": tool_versions(
             ["edgeopt", "onnx", "onnxruntime", "onnxslim", "onnxsim", "torch", "ai-edge-litert", "tensorrt", "numpy"]
         ),

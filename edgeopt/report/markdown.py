@@ -37,13 +37,20 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"{_fmt(v.get('speedup_vs_baseline'), '.2f', 'x')} |"
         )
     rec = report.get("recommendation") or {}
-    lines += ["", f"**Recommended:** {rec.get('variant') or 'none'}. Rule: {rec.get('rule', '-')}. {rec.get('reason', '')}"]
+    lines += [
+        "",
+        f"**Recommended:** {rec.get('variant') or 'none'}. Rule: {rec.get('rule', '-')}. {rec.get('reason', '')}",
+    ]
     for r in rec.get("rejected") or []:
         lines.append(f"- not recommended: {r}")
-    lines += ["", "Latencies: one interleaved run; each round runs every variant in a shuffled order, "
-              "4 calls in a row keeping the median of the last 3 (the first absorbs the switch from the other "
-              "runtime); median/p90/p99 are over rounds, and speed-up is the median of per-round ratios against "
-              "the reference.", ""]
+    lines += [
+        "",
+        "Latencies: one interleaved run; each round runs every variant in a shuffled order, "
+        "4 calls in a row keeping the median of the last 3 (the first absorbs the switch from the other "
+        "runtime); median/p90/p99 are over rounds, and speed-up is the median of per-round ratios against "
+        "the reference.",
+        "",
+    ]
     for v in report["variants"]:
         fid = v.get("fidelity")
         notes = v.get("notes") or []

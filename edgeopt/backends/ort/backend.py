@@ -67,7 +67,11 @@ class OrtRunner(Runner):
         self.session = ort.InferenceSession(model_path, so, providers=list(options.providers))
         self.options = options
         self._inputs = [
-            TensorSpec(i.name, tuple(d if isinstance(d, int) else (d or None) for d in i.shape), _ORT_TYPES.get(i.type, "float32"))
+            TensorSpec(
+                i.name,
+                tuple(d if isinstance(d, int) else (d or None) for d in i.shape),
+                _ORT_TYPES.get(i.type, "float32"),
+            )
             for i in self.session.get_inputs()
         ]
         first = self._inputs[0].shape[0] if self._inputs and self._inputs[0].shape else None

@@ -76,8 +76,15 @@ class ExportOnnx(Pass):
                         dim = torch.export.Dim("batch", min=1, max=65536)
                         dyn = tuple({0: dim} for _ in specs)
                     prog = torch.onnx.export(
-                        model.module, args, dynamo=True, input_names=names, opset_version=cfg.opset,
-                        dynamic_shapes=dyn, optimize=True, verbose=False, external_data=False,
+                        model.module,
+                        args,
+                        dynamo=True,
+                        input_names=names,
+                        opset_version=cfg.opset,
+                        dynamic_shapes=dyn,
+                        optimize=True,
+                        verbose=False,
+                        external_data=False,
                     )
                     prog.save(str(out_path), external_data=False)
                 return OnnxModel.from_file(out_path)
@@ -89,11 +96,19 @@ class ExportOnnx(Pass):
                 with _quiet_exporter():
                     axes = {n: {0: "batch"} for n in names} if cfg.dynamic_batch else None
                     torch.onnx.export(
-                        model.module, args, str(out_path), dynamo=False, input_names=names,
-                        opset_version=min(cfg.opset, 17), dynamic_axes=axes, do_constant_folding=True,
+                        model.module,
+                        args,
+                        str(out_path),
+                        dynamo=False,
+                        input_names=names,
+                        opset_version=min(cfg.opset, 17),
+                        dynamic_axes=axes,
+                        do_constant_folding=True,
                     )
                 return OnnxModel.from_file(out_path)
             except Exception as exc:  # noqa: BLE001
                 errors.append(f"torchscript: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
-        raise ModelFileError("the model could not be exported to ONNX (" + " | ".join(errors) + ")",
-                             "make the module exportable (see torch.export docs) or export it to .onnx yourself")
+        raise ModelFileError(
+            "the model could not be exported to ONNX (" + " | ".join(errors) + ")",
+            "make the module exportable (see torch.export docs) or export it to .onnx yourself",
+        )
