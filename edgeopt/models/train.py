@@ -1,4 +1,4 @@
-"""A small, deterministic classifier training loop (SGD or AdamW with a OneCycle or cosine schedule)."""
+"""A small, deterministic classifier training loop: SGD or AdamW, one-cycle (warm-up + cosine) or cosine schedule."""
 
 from __future__ import annotations
 
