@@ -46,6 +46,8 @@ class BuiltVariant:
     result: PipelineResult | None
     artifact_path: Path | None
     status: str
+    extra: dict[str, Any] = field(default_factory=dict)  # backend report fields (Backend.finalize)
+    runnable: Artifact | None = None  # what the backend runs when it is not the pass output (e.g. an engine)
 
 
 @dataclass
@@ -107,16 +109,37 @@ def plan(cfg: CompileConfig, source: Artifact, ctx: PassContext) -> list[Planned
         except EdgeoptError as exc:
             problems.append(str(exc))
             continue
-        for spec in _variants_for(target, cfg):
+        try:
+            problems.extend(f"{target.name}: {p}" for p in target.backend_instance().check(source.input_specs()))
+        except EdgeoptError as exc:
+            problems.append(f"{target.name}: {exc}")
+        specs = _variants_for(target, cfg)
+        if cfg.explore is not None:
+            from edgeopt.explore import explore_variants
+
+            specs = explore_variants(specs, cfg.explore, source.kind, ctx.train_data is not None)
+        for spec in specs:
             steps: list[Any] = []
-            if source.kind != target.artifact:
-                conv = REGISTRY.converter(source.kind, target.artifact)
-                if conv is None and source.kind == ArtifactKind.TORCH:
-                    conv = REGISTRY.converter(source.kind, ArtifactKind.ONNX)
-                if conv is not None:
-                    steps.append(conv())
-            steps.extend(spec.passes)
             try:
+                variant = Pipeline(list(spec.passes))
+                # Leading passes that keep the source kind (prune, distill on a torch model) run before conversion.
+                lead = 0
+                while lead < len(variant.passes) and variant.passes[lead].input_kind == source.kind:
+                    if variant.passes[lead].output_kind != source.kind:
+                        break
+                    lead += 1
+                steps.extend(variant.passes[:lead])
+                rest = variant.passes[lead:]
+                # A converter is prepended only when the variant's own passes do not start from the source kind
+                # (e.g. tflite-cpu lists fix_batch, simplify, to_tflite: an ONNX source needs nothing more).
+                first = rest[0].input_kind if rest else target.artifact
+                if source.kind != target.artifact and first != source.kind:
+                    conv = REGISTRY.converter(source.kind, first)
+                    if conv is None and source.kind == ArtifactKind.TORCH:
+                        conv = REGISTRY.converter(source.kind, ArtifactKind.ONNX)
+                    if conv is not None:
+                        steps.append(conv())
+                steps.extend(rest)
                 pipe = Pipeline(steps)
             except PipelineError as exc:
                 problems.extend(f"{target.name}/{spec.name}: {p}" for p in exc.problems)
@@ -186,7 +209,10 @@ def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
             eval_data=eval_data,
             input_specs=source.input_specs(),
             seed=cfg.seed,
+            shared={"source": source, "distill_hard_weight": cfg.distill_hard_weight},  # distill's teacher
         )
+        if cfg.cache:  # quantization: calibration tables persist beside the pass cache (edgeopt.quant.store)
+            ctx.shared["calibration_cache_dir"] = str(cache.root / "calibration")
         planned = plan(cfg, source, ctx)
         result = CompileResult(cfg, planned)
         if dry_run:
@@ -206,7 +232,7 @@ def _measure_and_report(result: CompileResult, source: Artifact, data: Any, prog
     from edgeopt.report.build import build_manifest, build_report, write_reports
 
     runnable = {
-        bv.planned.name: (bv.planned.target.backend_instance(), bv.result.artifact)
+        bv.planned.name: (bv.planned.target.backend_instance(), bv.runnable or bv.result.artifact)
         for bv in result.variants
         if bv.status == "ok" and bv.result is not None
     }
@@ -250,11 +276,16 @@ def _build(
     dest = out_dir / "artifacts" / f"{pv.target.name}-{pv.spec.name}{suffix}"
     if art.path is not None:
         copy_atomic(art.path, dest)
+        if pv.spec.precision == "int8":  # quantization: the calibration table beside it (<name>.calibration.json)
+            from edgeopt.quant.record import write_build_files
+
+            write_build_files(art, dest, ctx.shared)
     status = "ok"
     why = pv.target.availability()
     if why is not None:
         status = f"not run: {why}"
-    return BuiltVariant(pv, res, dest, status)
+    deployment = pv.target.backend_instance().finalize(res.artifact, dest)
+    return BuiltVariant(pv, res, dest, deployment.status or status, deployment.fields, deployment.artifact)
 
 
 __all__ = ["CompileResult", "compile", "plan"]

@@ -36,6 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, help="threads for timing and evaluation (default: all cores)")
     c.add_argument("--iters", type=int, help="timing rounds (default 100)")
     c.add_argument("--seed", type=int)
+    c.add_argument("--explore", action="store_true", help="build the default grid of pruned/distilled variants")
+    c.add_argument("--distill-hard-weight", type=float, help="hard-label loss weight of distillation (default 0.5)")
     c.add_argument("--config", help="YAML config file (flags override it)")
     c.add_argument("--save-config", help="write the effective config to this YAML file and exit")
     c.add_argument("--dry-run", action="store_true", help="validate everything, build nothing")
@@ -78,6 +80,8 @@ def _compile_config(args: argparse.Namespace) -> Any:
         "eval_samples": args.eval_samples,
         "seed": args.seed,
         "cache_dir": args.cache_dir,
+        "distill_hard_weight": args.distill_hard_weight,
+        "explore": True if args.explore else None,
     }
     flags.update({k: v for k, v in simple.items() if v is not None})
     if args.input_shape:
@@ -87,6 +91,8 @@ def _compile_config(args: argparse.Namespace) -> Any:
     latency = {k: v for k, v in {"threads": args.threads, "iters": args.iters}.items() if v is not None}
     if args.config:
         cfg = CompileConfig.from_yaml(args.config)
+        if cfg.explore is not None:  # --explore must not replace the grid the file declares
+            flags.pop("explore", None)
         if latency:
             flags["latency"] = {**cfg.latency.model_dump(), **latency}
         return CompileConfig.build({**cfg.model_dump(), **flags}, source="--config and flags")

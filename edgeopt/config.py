@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeopt.errors import ConfigError
+from edgeopt.explore.grid import ExploreGrid
 from edgeopt.targets import VariantSpec
 
 
@@ -48,6 +49,13 @@ class CompileConfig(BaseModel):
     seed: int = 0
     cache: bool = True
     cache_dir: str | None = None
+    explore: ExploreGrid | None = Field(None, description="build a grid of pruned/distilled variants (true: defaults)")
+    distill_hard_weight: float = Field(0.5, ge=0, le=1, description="hard-label loss weight of distill passes")
+
+    @field_validator("explore", mode="before")
+    @classmethod
+    def _explore_flag(cls, v: Any) -> Any:
+        return ({} if v else None) if isinstance(v, bool) else v
 
     @field_validator("target", mode="before")
     @classmethod

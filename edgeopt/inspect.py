@@ -56,6 +56,11 @@ def render_inspect(info: dict[str, Any]) -> str:
     if tgt:
         lines.append(f"target {tgt['name']}:")
         for k, v in tgt.items():
-            if k != "name":
+            if k == "name":
+                continue
+            if isinstance(v, list):
+                lines.append(f"  {k}:" + ("" if v else " none"))
+                lines.extend(f"    - {item}" for item in v)
+            else:
                 lines.append(f"  {k}: {v}")
     return "\n".join(lines)

@@ -151,6 +151,8 @@ class Pipeline:
                 record = StepRecord(**{**rec, "cached": True})
                 progress.info(f"[dim]•[/dim] {text} [dim](cached)[/dim]")
             else:
+                # Training passes checkpoint here, so that a re-run of the same step resumes after an interruption.
+                ctx.shared["checkpoint_dir"] = cache.root / "checkpoints" / key if cache.enabled else None
                 with progress.step(text):
                     start = time.perf_counter()
                     out_file = ctx.work_dir / f"{key}{p.output_suffix}"

@@ -81,6 +81,12 @@ def save_proto(model: onnx.ModelProto, path: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def make_conv_classifier() -> Callable[..., onnx.ModelProto]:
+    """The tiny classifier builder (batch: int or symbolic name; seed), for tests that change the graph."""
+    return conv_classifier
+
+
+@pytest.fixture(scope="session")
 def conv_onnx(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny classifier with a fixed batch of 1, as a file (treat as read-only; copy before changing)."""
     return save_proto(conv_classifier(1), tmp_path_factory.mktemp("conv") / "conv.onnx")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import importlib
 import io
+import json
 import os
+import pickletools
 import sys
 import zipfile
 from dataclasses import dataclass, field
@@ -102,6 +104,50 @@ class TorchModel(Artifact):
         return [o.detach().numpy() for o in out]
 
 
+# Opcodes through which a pickle fetches or calls arbitrary objects; a pickle without them holds plain data only.
+_CODE_OPCODES = frozenset(
+    {"GLOBAL", "STACK_GLOBAL", "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "REDUCE", "BUILD", "EXT1", "EXT2", "EXT4"}
+)
+
+
+def _runs_code(data: bytes) -> bool:
+    """True when `data` starts with a pickle of any protocol (0 and 1 have no header byte) that fetches objects."""
+    try:
+        for opcode, _, _ in pickletools.genops(data):
+            if opcode.name in _CODE_OPCODES:
+                return True
+            if opcode.name == "STOP":
+                return False
+    except Exception:  # noqa: BLE001 - not a pickle: raw bytes, JSON, text
+        return False
+    return False
+
+
+def _raw_tensor_files(zf: zipfile.ZipFile) -> set[str]:
+    """Members the archive's weight/constant configs declare as raw tensor bytes (read, never unpickled).
+
+    Raw float data may start with any byte (0x80 included), so these are exempt from the pickle check; a path that
+    any entry marks as pickled stays checked.
+    """
+    raw: set[str] = set()
+    pickled: set[str] = set()
+    for name in zf.namelist():
+        if not name.endswith("_config.json"):
+            continue
+        try:
+            entries = json.loads(zf.read(name)).get("config")
+        except (ValueError, AttributeError):
+            continue
+        folder = name.rpartition("/")[0]
+        for meta in entries.values() if isinstance(entries, dict) else ():
+            if not isinstance(meta, dict):
+                continue
+            member = f"{folder}/{meta.get('path_name')}" if folder else str(meta.get("path_name"))
+            is_raw = meta.get("use_pickle") is False and meta.get("tensor_meta") is not None
+            (raw if is_raw else pickled).add(member)
+    return raw - pickled
+
+
 def _check_pickles_safe(path: Path) -> None:
     """Every pickle inside a .pt2 archive must load with weights_only=True; else refuse the file."""
     torch = _torch()
@@ -110,11 +156,12 @@ def _check_pickles_safe(path: Path) -> None:
     except zipfile.BadZipFile as exc:
         raise ModelFileError(f"{path} is not a torch.export .pt2 archive", "save it with torch.export.save") from exc
     with zf:
+        raw = _raw_tensor_files(zf)
         for info in zf.infolist():
-            with zf.open(info) as fh:
-                head = fh.read(2)
-            if head[:1] == b"\x80" or head == b"PK":
-                data = zf.read(info)
+            if info.filename in raw or info.is_dir():
+                continue
+            data = zf.read(info)
+            if data[:2] == b"PK" or _runs_code(data):
                 try:
                     torch.load(io.BytesIO(data), weights_only=True)
                 except Exception as exc:
@@ -129,12 +176,15 @@ def load_pt2(path: Path, input_specs: list[TensorSpec] | None) -> TorchModel:
     """Load a torch.export .pt2 file after checking that it holds no arbitrary pickles."""
     torch = _torch()
     _check_pickles_safe(path)
+    extra = {"edgeopt/inputs.json": ""}  # input specs an edgeopt torch pass stored (keeps the source's input names)
     try:
-        ep = torch.export.load(str(path))
+        ep = torch.export.load(str(path), extra_files=extra)
     except Exception as exc:
         raise ModelFileError(f"cannot load {path} as a torch.export program ({exc})", "re-export it") from exc
     module = ep.module()
-    specs = input_specs or _specs_from_exported(ep)
+    stored_specs = json.loads(extra["edgeopt/inputs.json"] or "[]")
+    stored = [TensorSpec(d["name"], tuple(d["shape"]), d["dtype"]) for d in stored_specs]
+    specs = input_specs or stored or _specs_from_exported(ep)
     return TorchModel.from_module(module, specs, path=path)
 
 

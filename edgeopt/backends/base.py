@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -38,6 +40,15 @@ class Runner(ABC):
         return {}
 
 
+@dataclass
+class Deployment:
+    """What a backend adds once a variant's passes ran: a status override, report fields, an artifact to run."""
+
+    status: str | None = None  # None: the usual status ("ok" or "not run: <why>")
+    fields: dict[str, Any] = field(default_factory=dict)  # extra report-row fields
+    artifact: Artifact | None = None  # what to load and measure instead of the pass output (e.g. a built engine)
+
+
 class Backend(ABC):
     """A target runtime. Subclasses declare their name, the artifact kind they run and their options."""
 
@@ -63,6 +74,14 @@ class Backend(ABC):
     @abstractmethod
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
         """Load an artifact of `artifact_kind` for running."""
+
+    def check(self, inputs: list[TensorSpec]) -> list[str]:
+        """Problems that stop this backend from deploying a model with these inputs (checked before any work)."""
+        return []
+
+    def finalize(self, artifact: Artifact, dest: Path) -> Deployment:
+        """Last step of a variant, given its artifact copied to `dest` (e.g. build an engine beside it)."""
+        return Deployment()
 
 
 _BACKEND_MODULES = {

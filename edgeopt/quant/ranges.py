@@ -77,6 +77,7 @@ def _kl_threshold(hist: np.ndarray, width: float, levels: int) -> float:
     if last <= levels:
         return last * width
     hist = hist.astype(np.float64)
+    hist[0] = hist[1]  # the spike of exact zeros (ReLU outputs) says nothing about the range
     step = max(1, (last - levels) // _MAX_KL_CANDIDATES)
     candidates = list(range(levels, last + 1, step))
     if candidates[-1] != last:
@@ -98,7 +99,7 @@ def _kl_threshold(hist: np.ndarray, width: float, levels: int) -> float:
         qn = quant / qs
         mask = p > 0
         kl = float(np.sum(p[mask] * np.log(p[mask] / np.maximum(qn[mask], 1e-12))))
-        if kl < best_kl - 1e-12:
+        if kl <= best_kl:  # ties go to the larger threshold (clip less)
             best_kl, best_i = kl, i
     return best_i * width
 

@@ -81,6 +81,8 @@ class TensorStats:
             return
         x = x.astype(np.float32, copy=False).ravel()
         lo, hi = float(x.min()), float(x.max())
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            raise ValueError("values contain NaN or Inf")
         self.min, self.max = min(self.min, lo), max(self.max, hi)
         self.count += int(x.size)
         new_range = pow2_ceil(max(abs(self.min), abs(self.max)))

@@ -10,6 +10,8 @@ from edgeopt.cache import tool_versions
 from edgeopt.evaluate.machine import machine_info, machine_summary
 from edgeopt.evaluate.variants import REFERENCE, Measurements
 from edgeopt.fileio import write_json_atomic, write_text_atomic
+from edgeopt.report.frontier import build_frontier
+from edgeopt.report.html import render_html
 from edgeopt.report.markdown import render_markdown
 from edgeopt.report.recommend import recommend
 
@@ -60,10 +62,15 @@ def build_report(result: Any, source: Artifact, meas: Measurements, data: Any) -
         extra = bv.result.artifact_meta if bv.result and hasattr(bv.result, "artifact_meta") else None
         if extra:
             row.update(extra)
+        row.update(bv.extra)
+        if pv.spec.precision == "int8" and bv.result is not None:  # quantization record and speed diagnosis
+            from edgeopt.quant.record import report_fields
+
+            row.update(report_fields(bv.result.artifact, row))
         rows.append(row)
     machine = machine_info(meas.threads)
     rec = recommend(rows[1:], rows[0], result.config.max_accuracy_drop)
-    return {
+    report: dict[str, Any] = {
         "schema": SCHEMA,
         "machine": {**machine, "summary": machine_summary(machine)},
         "model": source.summary() if hasattr(source, "summary") else {"kind": source.kind.value},
@@ -72,7 +79,13 @@ def build_report(result: Any, source: Artifact, meas: Measurements, data: Any) -
         "variants": rows,
         "recommended": rec["variant"],
         "recommendation": rec,
+        "frontier": build_frontier(rows, rec["variant"]),
     }
+    if getattr(result.config, "explore", None) is not None:
+        from edgeopt.explore import explore_summary
+
+        report["explore"] = explore_summary(result.config, result.plan, source.kind)
+    return report
 
 
 def build_manifest(result: Any, source: Artifact, report: dict[str, Any]) -> dict[str, Any]:
@@ -111,3 +124,4 @@ def write_reports(out_dir: Path, report: dict[str, Any], manifest: dict[str, Any
     write_json_atomic(out_dir / "report.json", report)
     write_json_atomic(out_dir / "manifest.json", manifest)
     write_text_atomic(out_dir / "report.md", render_markdown(report))
+    write_text_atomic(out_dir / "report.html", render_html(report))

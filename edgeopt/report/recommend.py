@@ -47,4 +47,22 @@ def recommend(variants: list[dict[str, Any]], reference: dict[str, Any], max_dro
         reason += f" ({speed:.2f}x vs the reference)"
         if speed < 1.0:
             reason += "; it is SLOWER than the reference, recommended only because no faster build qualifies"
+            if best.get("diagnosis"):  # quantization: say why an INT8 build is slow
+                reason += f" (why: {'; '.join(best['diagnosis'][1:3] or best['diagnosis'][:1])})"
+    rejected += _slower_int8(candidates, best)
     return {"variant": best["name"], "rule": rule, "reason": reason, "rejected": rejected}
+
+
+def _slower_int8(candidates: list[dict[str, Any]], best: dict[str, Any]) -> list[str]:
+    """INT8 builds slower than the FP32 build of their target, with the first line of their diagnosis."""
+    fp32 = {v["target"]: v for v in candidates if v.get("precision") == "fp32"}
+    out = []
+    for v in candidates:
+        base = fp32.get(v["target"])
+        if v is best or v.get("precision") != "int8" or base is None:
+            continue
+        ratio = base["latency_ms"]["median"] / v["latency_ms"]["median"]
+        if ratio < 1.0:
+            why = "".join(f"; {d}" for d in (v.get("diagnosis") or [])[1:2])
+            out.append(f"{v['name']}: INT8 is slower than {base['name']} ({ratio:.2f}x){why}")
+    return out

@@ -104,12 +104,18 @@ class LoweringContext:
         self.values[name] = value
 
     def new_value(
-        self, name: str, perm: Perm, dtype: str = "float32", quant: QParams | None = None, shape: tuple[int, ...] | None = None
+        self,
+        name: str,
+        perm: Perm,
+        dtype: str = "float32",
+        quant: QParams | None = None,
+        shape: tuple[int, ...] | None = None,
     ) -> tuple[Value, int]:
         """Create the TFLite tensor holding ONNX tensor `name` in layout `perm` and register it."""
         logical = shape if shape is not None else self.graph.shape(name)
         v = Value(name, logical, dtype, perm, quant=quant)
-        idx = self.writer.add_tensor(name, physical_shape(logical, perm), dtype, quant=quant.spec(perm) if quant else None)
+        spec = quant.spec(perm) if quant else None
+        idx = self.writer.add_tensor(name, physical_shape(logical, perm), dtype, quant=spec)
         v.tensors[perm] = idx
         if dtype == "float32":
             v.float_tensors[perm] = idx
@@ -125,8 +131,8 @@ class LoweringContext:
         """Append a TFLite builtin operator."""
         self.writer.add_op(op, inputs, outputs, options, version=version)
 
-    def options(self, kind: str, **fields: Any) -> Any:
-        """A schema options object, e.g. options('Conv2DOptions', strideW=1)."""
+    def opts(self, kind: str, **fields: Any) -> Any:
+        """A schema options object, e.g. opts('Conv2DOptions', strideW=1)."""
         obj = getattr(self.s, kind + "T")()
         for k, v in fields.items():
             setattr(obj, k, v)
@@ -137,13 +143,18 @@ class LoweringContext:
 
     # ---- constants
     def const_tensor(
-        self, array: np.ndarray, name: str, dtype: str | None = None, quant: QuantSpec | None = None, weight: bool = False
+        self,
+        array: np.ndarray,
+        name: str,
+        dtype: str | None = None,
+        quant: QuantSpec | None = None,
+        weight: bool = False,
     ) -> int:
         """A constant tensor; with precision fp16, float weights are stored as fp16 behind a DEQUANTIZE."""
         dtype = dtype or str(array.dtype)
         if dtype == "float64":
             dtype = "float32"
-        array = np.ascontiguousarray(array, dtype=np.dtype(dtype))
+        array = np.require(array, dtype=np.dtype(dtype), requirements='C')  # keeps 0-d arrays 0-d
         key = (array.tobytes().hex() if array.size <= 16 else _digest(array), tuple(array.shape), dtype + repr(quant))
         if key in self._consts:
             return self._consts[key]
@@ -202,12 +213,12 @@ class LoweringContext:
             self.emit_reshape(src, out, shape)
         else:
             perm = self.int32_const(list(transpose_between(src_perm, dst_perm)), v.name + "_perm")
-            self.emit("TRANSPOSE", [src, perm], [out], self.options("TransposeOptions"))
+            self.emit("TRANSPOSE", [src, perm], [out], self.opts("TransposeOptions"))
         return out
 
     def emit_reshape(self, src: int, out: int, shape: tuple[int, ...]) -> None:
         shape_t = self.int32_const(list(shape), "shape")
-        self.emit("RESHAPE", [src, shape_t], [out], self.options("ReshapeOptions", newShape=list(shape)))
+        self.emit("RESHAPE", [src, shape_t], [out], self.opts("ReshapeOptions", newShape=list(shape)))
 
     def with_rank(self, name: str, rank: int) -> str:
         """Name of `name` with leading 1-dims added up to `rank` (ONNX broadcasting made explicit for TFLite)."""
@@ -259,7 +270,7 @@ class LoweringContext:
             self.values[name] = v
             return
         _, out = self.new_value(name, perm, "int8", want)
-        self.emit("QUANTIZE", [produced], [out], self.options("QuantizeOptions"))
+        self.emit("QUANTIZE", [produced], [out], self.opts("QuantizeOptions"))
 
     def int8_operand(self, name: str, perm: Perm) -> tuple[int, QParams]:
         """An int8 tensor for an operand of an int8 op: the value itself, or a constant quantized per tensor."""

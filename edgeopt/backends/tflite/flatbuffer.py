@@ -16,6 +16,8 @@ FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
 METADATA_KEY = "edgeopt_io"
 _ALIGN = 16
+# Operators LiteRT registers only from a later version (BROADCAST_TO version 1 was never a runtime op).
+_MIN_VERSION = {"BROADCAST_TO": 2}
 # Builtin codes above 127 do not fit the deprecated int8 field; it then holds this placeholder.
 _PLACEHOLDER_FOR_GREATER_OP_CODES = 127
 
@@ -97,7 +99,12 @@ class ModelWriter:
         return out
 
     def add_tensor(
-        self, name: str, shape: tuple[int, ...], dtype: str, data: np.ndarray | None = None, quant: QuantSpec | None = None
+        self,
+        name: str,
+        shape: tuple[int, ...],
+        dtype: str,
+        data: np.ndarray | None = None,
+        quant: QuantSpec | None = None,
     ) -> int:
         """Add a tensor (constant when `data` is given; equal constants share one buffer); returns its index."""
         s = schema()
@@ -136,7 +143,7 @@ class ModelWriter:
     def opcode(self, op: str, version: int = 1) -> int:
         """Index of the operator code for builtin `op` (a BuiltinOperator name) at `version`."""
         code = int(getattr(schema().BuiltinOperator, op))
-        key = (code, version)
+        key = (code, max(version, _MIN_VERSION.get(op, 1)))
         if key not in self.opcodes:
             self.opcodes.append(key)
         return self.opcodes.index(key)

@@ -109,7 +109,8 @@ def _infer(proto: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     try:
         inferred = onnx.shape_inference.infer_shapes(proto, data_prop=True)
     except Exception as exc:  # noqa: BLE001 - onnx raises several types; any failure is a model problem
-        raise ConfigError(f"ONNX shape inference failed: {str(exc).splitlines()[0][:200]}", "run the simplify pass first") from exc
+        first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+        raise ConfigError(f"ONNX shape inference failed: {first}", "run the simplify pass first") from exc
     infos = {v.name: v for v in inferred.graph.value_info}
     infos.update({v.name: v for v in inferred.graph.input})
     infos.update({v.name: v for v in inferred.graph.output})

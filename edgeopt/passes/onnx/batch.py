@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import onnx
@@ -26,7 +27,7 @@ class DynamicBatchConfig(PassConfig):
     """Name of the symbolic batch dim; what to do when the rewrite cannot be proven safe."""
 
     dim_name: str = "batch"
-    on_unsafe: str = "keep"  # keep: return the model unchanged (recorded); error: fail the pass
+    on_unsafe: Literal["keep", "error"] = "keep"  # keep: return the model unchanged (recorded); error: fail the pass
 
 
 class FixBatchConfig(PassConfig):

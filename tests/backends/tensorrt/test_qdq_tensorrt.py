@@ -1,0 +1,96 @@
+"""The qdq_tensorrt pass: rule-clean output, symmetric INT8 everywhere, and numbers that hold under ONNX Runtime
+(a stand-in for TensorRT's INT8 arithmetic)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, numpy_helper
+
+from edgeopt.artifacts.base import TensorSpec
+from edgeopt.backends.tensorrt.placement import check_placement
+from edgeopt.data import load_data
+from edgeopt.passes.base import PassContext
+from edgeopt.passes.onnx.qdq_tensorrt import QdqTensorrtConfig, quantize_for_tensorrt, strip_qdq
+from edgeopt.passes.registry import REGISTRY
+
+
+def _quantize(path: Path, calib: np.ndarray, tmp_path: Path, name: str = "x") -> onnx.ModelProto:
+    shape = ("batch", *calib.shape[1:])
+    data = load_data({name: calib}, [TensorSpec(name, shape)])
+    out, _ = quantize_for_tensorrt(onnx.load(str(path)), PassContext(work_dir=tmp_path, calibration=data),
+                                   QdqTensorrtConfig())
+    return out
+
+
+def _run(model: onnx.ModelProto | Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
+    import onnxruntime as ort
+
+    src = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    return ort.InferenceSession(src, providers=["CPUExecutionProvider"]).run(None, feeds)[0]
+
+
+def test_registered_with_its_contract() -> None:
+    cls = REGISTRY.get("qdq_tensorrt")
+    assert cls.needs_calibration and cls.input_kind.value == "onnx" and cls.output_kind.value == "onnx"
+
+
+@pytest.fixture(scope="module")
+def residual_trt(residual_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> onnx.ModelProto:
+    calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    return _quantize(residual_onnx, calib, tmp_path_factory.mktemp("qdq_trt"))
+
+
+def test_zero_violations_and_structure(residual_trt: onnx.ModelProto) -> None:
+    assert check_placement(residual_trt) == []
+    inits = {i.name: numpy_helper.to_array(i) for i in residual_trt.graph.initializer}
+    qdq = [n for n in residual_trt.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    for node in qdq:
+        zp = inits[node.input[2]]
+        assert zp.dtype == np.int8 and not zp.any()
+    dq_outputs = {n.output[0]: n for n in qdq if n.op_type == "DequantizeLinear"}
+    nodes = {n.name: n for n in residual_trt.graph.node}
+    conv1 = nodes["conv1"]
+    assert conv1.input[0] in dq_outputs and conv1.input[1] in dq_outputs and conv1.input[2] == "b1"
+    weight_dq = dq_outputs[conv1.input[1]]
+    assert inits[weight_dq.input[1]].shape == (8,)  # per channel
+    add = nodes["residual_add"]
+    assert add.input[0] not in dq_outputs and add.input[1] in dq_outputs
+    assert sum(n.op_type == "QuantizeLinear" for n in residual_trt.graph.node) == 3  # x, r1, f
+
+
+def test_close_to_float(residual_onnx: Path, residual_trt: onnx.ModelProto) -> None:
+    x = np.random.default_rng(7).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    ref, got = _run(residual_onnx, {"x": x}), _run(residual_trt, {"x": x})
+    cos = float(np.sum(ref * got) / np.linalg.norm(ref) / np.linalg.norm(got))
+    assert cos > 0.995
+
+
+@pytest.mark.parametrize("fixture", ["ort_default_qdq", "ort_uint8_qdq"])
+def test_asymmetric_qdq_is_reemitted_symmetric(fixture: str, request: pytest.FixtureRequest,
+                                                residual_onnx: Path, tmp_path: Path) -> None:
+    qdq = request.getfixturevalue(fixture)
+    stripped, ranges = strip_qdq(onnx.load(str(qdq)))
+    assert ranges and not any(n.op_type.endswith("QuantizeLinear") for n in stripped.graph.node)
+    calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    out = _quantize(qdq, calib, tmp_path)
+    assert check_placement(out) == []
+    x = np.random.default_rng(3).standard_normal((16, 3, 8, 8)).astype(np.float32)
+    ref, got = _run(residual_onnx, {"x": x}), _run(out, {"x": x})
+    assert np.mean(ref.argmax(1) == got.argmax(1)) >= 0.9
+    assert float(np.sum(ref * got) / np.linalg.norm(ref) / np.linalg.norm(got)) > 0.99
+
+
+def test_trained_digits_agree_with_float_on_top1(digits_onnx: tuple, tmp_path: Path) -> None:
+    path, calib, x_test, y_test = digits_onnx
+    out = _quantize(path, np.load(calib)["x"], tmp_path, name="input")
+    assert check_placement(out) == []
+    ref, got = _run(path, {"input": x_test}).argmax(1), _run(out, {"input": x_test}).argmax(1)
+    agreement = float(np.mean(ref == got))
+    assert agreement >= 0.98, agreement
+    assert float(np.mean(got == y_test)) >= float(np.mean(ref == y_test)) - 0.02
+    types = {i.data_type for i in out.graph.initializer if i.name.endswith("_quantized")}
+    assert types == {TensorProto.INT8}
