@@ -136,6 +136,17 @@ def test_calibration_requirement_is_met_by_data(ctx: PassContext, conv_npz: Path
     assert pipe.validate(ArtifactKind.ONNX, ctx) == []
 
 
+def test_registered_calibrated_passes_need_data(ctx: PassContext) -> None:
+    from edgeopt.passes.registry import REGISTRY
+
+    calibrated = [n for n in REGISTRY.names() if REGISTRY.get(n).needs_calibration]
+    if not calibrated:
+        pytest.skip("no registered pass needs calibration data")
+    for name in calibrated:
+        problems = Pipeline([name]).validate(REGISTRY.get(name).input_kind, ctx)
+        assert any(f"pass '{name}' needs calibration data" in p for p in problems), problems
+
+
 def test_spec_forms(source: OnnxModel) -> None:
     pipe = Pipeline([
         Simplify({"onnxsim": False}),

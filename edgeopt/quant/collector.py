@@ -37,6 +37,11 @@ def model_input_specs(model: onnx.ModelProto) -> list[TensorSpec]:
     return OnnxModel(path=None, sha256="", _proto=model).input_specs()
 
 
+def bind_to(model: onnx.ModelProto, data: Any) -> Any:
+    """`data` with the model's input names and dtypes (a DataError when it cannot feed the model)."""
+    return data.bind(model_input_specs(model)) if hasattr(data, "bind") else data
+
+
 def select_samples(data: Any, samples: int | None, what: str = "calibration") -> Any:
     """The first `samples` of `data`; a DataError when there are fewer (or none)."""
     n = len(data)
@@ -80,7 +85,7 @@ def collect_statistics(
     on_batch: Callable[[int, int], None] | None = None,
 ) -> CollectionResult:
     """Run `model` once over (the first `samples` of) `data`, reducing each of `tensors` to TensorStats."""
-    data = select_samples(data, samples)
+    data = select_samples(bind_to(model, data), samples)
     specs = model_input_specs(model)
     session = ort_session(with_outputs(model, tensors), threads, level="basic")
     known = {o.name for o in session.get_outputs()}

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from edgeopt.errors import DataError
 from edgeopt.passes.onnx.common import save_onnx
 from edgeopt.quant.calibration_table import CalibrationTable
-from edgeopt.quant.graph import COMPUTE_OPS, activation_tensors, static_op_types
+from edgeopt.quant.graph import COMPUTE_OPS, activation_tensors, float_closure, name_nodes, static_op_types
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,7 @@ class QdqSpec(BaseModel):
     keep_removable_activations: bool = False
     dedicated_qdq_pair: bool = False
     weight_qdq_pair: bool = False
+    float_closure: bool = Field(True, description="also keep float the non-compute nodes between float nodes")
     method: str | None = Field(None, description="range method of the table to use; None: the table's own")
     percentile: float | None = None
 
@@ -61,10 +62,11 @@ class QdqSpec(BaseModel):
 
 #: ONNX Runtime on x86: uint8 asymmetric activations, int8 symmetric per-channel weights (U8S8), QDQ.
 ORT_X86 = QdqSpec()
-#: TensorRT explicit quantization: symmetric int8 activations, Relu/Clip kept explicit, float bias.
+#: TensorRT explicit quantization: symmetric int8 activations, Relu/Clip kept explicit, float bias, Q/DQ exactly
+#: where the op types and exclusions say.
 TENSORRT = QdqSpec(
     activation_type="int8", activation_symmetric=True, keep_removable_activations=True, quantize_bias=False,
-    op_types=["Conv", "ConvTranspose", "Gemm", "MatMul"],
+    op_types=["Conv", "ConvTranspose", "Gemm", "MatMul"], float_closure=False,
 )
 
 
@@ -80,8 +82,8 @@ class EmitResult:
 
 
 def prepare_model(model: onnx.ModelProto, work_dir: Path) -> onnx.ModelProto:
-    """The float model quantization starts from: opset >= 13 and ONNX Runtime's pre-processing (shape inference,
-    Conv+BatchNorm folding). Calibration and emission both use this model, so tensor names agree."""
+    """The float model quantization starts from: opset >= 13, ONNX Runtime's pre-processing (shape inference,
+    Conv+BatchNorm folding) and named nodes. Calibration and emission both use this model, so tensor names agree."""
     from onnxruntime.quantization import quant_pre_process
 
     proto = onnx.ModelProto()
@@ -95,9 +97,11 @@ def prepare_model(model: onnx.ModelProto, work_dir: Path) -> onnx.ModelProto:
         for skip_symbolic in (False, True):
             try:
                 quant_pre_process(str(src), str(dst), skip_symbolic_shape=skip_symbolic)
-                return onnx.load(str(dst))
+                proto = onnx.load(str(dst))
+                break
             except Exception as exc:  # noqa: BLE001 - pre-processing is an optimization; fall back step by step
                 log.debug("quant_pre_process failed (skip_symbolic_shape=%s): %s", skip_symbolic, exc)
+    name_nodes(proto)
     return proto
 
 
@@ -126,6 +130,10 @@ def emit_qdq(
         )
     ranges = table.ranges(spec.method, percentile=spec.percentile, symmetric=spec.activation_symmetric)
     data = {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in ranges.items()}
+    excluded = set(spec.exclude_nodes)
+    if spec.float_closure:
+        excluded |= set(float_closure(model, {n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and (
+            n.name in excluded or n.op_type not in op_types)}))
     act, wt = _ort_types(spec)
     extra = {
         "ActivationSymmetric": spec.activation_symmetric,
@@ -144,7 +152,7 @@ def emit_qdq(
             str(src), str(dst), None,
             quant_format=QuantFormat.QDQ if spec.format == "qdq" else QuantFormat.QOperator,
             op_types_to_quantize=op_types, per_channel=spec.per_channel, reduce_range=spec.reduce_range,
-            activation_type=act, weight_type=wt, nodes_to_exclude=list(spec.exclude_nodes),
+            activation_type=act, weight_type=wt, nodes_to_exclude=sorted(excluded),
             calibrate_method=CalibrationMethod.MinMax, extra_options=extra, calibration_cache_path=str(cache),
         )
         out = onnx.load(str(dst))

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from edgeopt.quant.collector import check_batch, model_input_specs
+from edgeopt.quant.collector import bind_to, check_batch, model_input_specs
 from edgeopt.quant.session import fixed_batch, ort_session, run
 
 EVAL_BATCH = 64
@@ -34,6 +34,7 @@ class QuantEvaluator:
 
     def __init__(self, float_model: onnx.ModelProto, data: Any, *, source: str, samples: int | None = None,
                  threads: int | None = None, batch_size: int = EVAL_BATCH, use_labels: bool = True) -> None:
+        data = bind_to(float_model, data)
         self.data = data.subset(0, samples) if samples is not None and samples < len(data) else data
         self.source = source
         self.threads = threads

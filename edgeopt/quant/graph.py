@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 from collections.abc import Iterable
 
@@ -146,3 +147,46 @@ def mac_counts(model: onnx.ModelProto) -> dict[str, int]:
             count = int(np.prod(out)) * int(k)
         macs[node.op_type] = macs.get(node.op_type, 0) + count
     return macs
+
+
+def float_closure(model: onnx.ModelProto, float_nodes: Iterable[str]) -> list[str]:
+    """Non-compute nodes that can only carry useless Q/DQ around float nodes: every activation input comes from a
+    float node (or a graph input), or every output goes to float nodes (or is a graph output). Keeping a compute node
+    float then also keeps the Relu/pool/reshape chain between it and its float neighbours float. Sorted names."""
+    g = model.graph
+    consts = initializer_names(g)
+    producers = {o: n for n in g.node for o in n.output}
+    consumers: dict[str, list[onnx.NodeProto]] = collections.defaultdict(list)
+    for n in g.node:
+        for i in n.input:
+            consumers[i].append(n)
+    outputs = {o.name for o in g.output}
+    floats = set(float_nodes)
+    start = set(floats)
+    for _ in range(len(g.node) + 1):  # each round adds at least one node, or stops
+        added = False
+        for n in g.node:
+            if not n.name or n.name in floats or n.op_type in COMPUTE_OPS:
+                continue
+            ins = [i for i in n.input if i and i not in consts]
+            forward = all(i not in producers or producers[i].name in floats for i in ins)
+            readers = [c for o in n.output for c in consumers.get(o, [])]
+            backward = all(c.name in floats for c in readers) and (bool(readers) or any(o in outputs for o in n.output))
+            if forward or backward:
+                floats.add(n.name)
+                added = True
+        if not added:
+            break
+    return sorted(floats - start)
+
+
+def name_nodes(model: onnx.ModelProto) -> None:
+    """Give unnamed nodes unique, deterministic names (exclusion lists and reports refer to nodes by name)."""
+    taken = {n.name for n in model.graph.node if n.name}
+    for i, node in enumerate(model.graph.node):
+        if not node.name:
+            name = f"{node.op_type}_{i}"
+            while name in taken:
+                name += "_"
+            node.name = name
+            taken.add(name)

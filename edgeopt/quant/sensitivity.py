@@ -78,6 +78,8 @@ def node_sqnr(float_model: onnx.ModelProto, qdq_model: onnx.ModelProto, data: An
     if not points:
         return {}
     float_names = {o for n in float_model.graph.node for o in n.output} | {i.name for i in float_model.graph.input}
+    # A graph output keeps its name on the DequantizeLinear (the quantizer renames the node's own output).
+    points = {k: ((f if f in float_names else q), q) for k, (f, q) in points.items()}
     iso, refs = _isolated(qdq_model, float_names)
     wanted_float = sorted(set(refs) | {f for f, _ in points.values() if f in float_names})
     points = {k: v for k, v in points.items() if v[0] in float_names}

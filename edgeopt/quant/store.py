@@ -12,7 +12,7 @@ import onnx
 from edgeopt.errors import DataError, EdgeoptError
 from edgeopt.fileio import canonical_json, sha256_bytes
 from edgeopt.quant.calibration_table import CalibrationTable
-from edgeopt.quant.collector import DEFAULT_BATCH, collect_statistics, select_samples
+from edgeopt.quant.collector import DEFAULT_BATCH, bind_to, collect_statistics, select_samples
 from edgeopt.quant.graph import activation_tensors, graph_fingerprint, static_op_types
 from edgeopt.quant.ranges import DEFAULT_PERCENTILE
 from edgeopt.quant.statistics import NUM_BINS
@@ -47,7 +47,7 @@ def calibrate(
     tensors, else collected in one streaming pass. Without `tensors`, every activation a static quantizer may need."""
     if data is None:
         raise DataError("static quantization needs calibration data", "pass --calibration DATA")
-    selected = select_samples(data, samples)
+    selected = select_samples(bind_to(model, data), samples)
     wanted = sorted(tensors) if tensors is not None else activation_tensors(model, static_op_types())
     fingerprint = graph_fingerprint(model)
     key = table_key(fingerprint, selected.describe(), len(selected), num_bins)

@@ -15,8 +15,8 @@ from edgeopt.errors import ConfigError, ModelFileError
 from edgeopt.fileio import sha256_file
 
 
-def _external_model(location: str) -> onnx.ModelProto:
-    """y = x + w, where w[4] lives in an external data file at `location`."""
+def _external_tensor(location: str) -> TensorProto:
+    """w[4] float32 stored in an external data file at `location`."""
     w = TensorProto()
     w.name, w.data_type = "w", TensorProto.FLOAT
     w.dims.extend([4])
@@ -24,12 +24,33 @@ def _external_model(location: str) -> onnx.ModelProto:
     for key, value in (("location", location), ("offset", "0"), ("length", "16")):
         entry = w.external_data.add()
         entry.key, entry.value = key, value
+    return w
+
+
+def _external_model(location: str) -> onnx.ModelProto:
+    """y = x + w, where w[4] lives in an external data file at `location`."""
     graph = helper.make_graph(
         [helper.make_node("Add", ["x", "w"], ["y"])],
         "ext",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
-        [w],
+        [_external_tensor(location)],
+    )
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def _external_in_subgraph(location: str) -> onnx.ModelProto:
+    """y = If(c, x + w, x), where w is an initializer of the then-branch stored at `location`."""
+    out = [helper.make_tensor_value_info("t", TensorProto.FLOAT, [1, 4])]
+    then_branch = helper.make_graph([helper.make_node("Add", ["x", "w"], ["t"])], "then", [], out,
+                                    [_external_tensor(location)])
+    else_branch = helper.make_graph([helper.make_node("Identity", ["x"], ["t"])], "else", [], out)
+    graph = helper.make_graph(
+        [helper.make_node("If", ["c"], ["y"], then_branch=then_branch, else_branch=else_branch)],
+        "if_ext",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4]),
+         helper.make_tensor_value_info("c", TensorProto.BOOL, [])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
     )
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -100,6 +121,26 @@ def test_external_data_outside_the_folder_is_refused(tmp_path: Path, location: s
     path.write_bytes(_external_model(location).SerializeToString())
     with pytest.raises(ModelFileError, match="outside the model's folder"):
         OnnxModel.from_file(path)
+
+
+@pytest.mark.parametrize("location", ["../secret.bin", "/etc/hostname"])
+def test_external_data_of_a_subgraph_is_checked_too(tmp_path: Path, location: str) -> None:
+    (tmp_path / "secret.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    folder = tmp_path / "model"
+    folder.mkdir()
+    path = folder / "m.onnx"
+    path.write_bytes(_external_in_subgraph(location).SerializeToString())
+    with pytest.raises(ModelFileError, match="outside the model's folder"):
+        OnnxModel.from_file(path)
+
+
+def test_external_data_of_a_subgraph_inside_the_folder_loads(tmp_path: Path, ort_run) -> None:
+    (tmp_path / "w.bin").write_bytes(np.arange(4, dtype=np.float32).tobytes())
+    path = tmp_path / "m.onnx"
+    path.write_bytes(_external_in_subgraph("w.bin").SerializeToString())
+    OnnxModel.from_file(path)
+    feeds = {"x": np.ones((1, 4), np.float32), "c": np.array(True)}
+    np.testing.assert_array_equal(ort_run(path, feeds)[0], [[1, 2, 3, 4]])
 
 
 def test_absolute_external_data_is_refused(tmp_path: Path) -> None:

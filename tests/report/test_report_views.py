@@ -54,7 +54,8 @@ def test_slower_and_none() -> None:
 def _report() -> dict[str, Any]:
     ref = {**_row("reference", 0.9, 2.0), "target": "pytorch", "speedup_vs_baseline": 1.0}
     fast = {**_row("ort-cpu/fp32", 0.9, 1.0, agree=1.0), "notes": ["dynamic_batch: already dynamic"],
-            "passes": [{"pass": "simplify", "wall_s": 0.1, "cached": True, "check": {"max_abs": 1e-7}}]}
+            "passes": [{"pass": "simplify", "wall_s": 0.1, "cached": True, "size_bytes": 2_000_000,
+                        "config": {}, "check": {"max_abs": 1e-7, "cosine": 1.0, "ok": True}}]}
     failed = {**_row("tflite-cpu/fp32", None, 1.0, status="not run: no runtime"), "size_bytes": None,
               "latency_ms": None, "speedup_vs_baseline": None}
     return {"schema": SCHEMA, "machine": {"summary": "Test CPU (x86_64, 2 cores)"}, "model": {"path": "m.onnx",
@@ -82,7 +83,8 @@ def test_write_reports_and_paths(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "report.json").read_text()) == report
     assert (tmp_path / "report.md").read_text() == render_markdown(report)
     assert json.loads((tmp_path / "manifest.json").read_text())["schema"] == "edgeopt.manifest/1"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json", "report.json", "report.md"]
+    assert {p.name for p in tmp_path.iterdir()} >= {"manifest.json", "report.json", "report.md"}
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # atomic writes leave no temporaries
     assert report_path(tmp_path / "artifacts" / "a.onnx", tmp_path) == "artifacts/a.onnx"
     assert report_path(None, tmp_path) is None
     write_json_atomic(tmp_path / "again.json", {"b": 1, "a": 2})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -158,7 +159,7 @@ class LoweringContext:
         key = (array.tobytes().hex() if array.size <= 16 else _digest(array), tuple(array.shape), dtype + repr(quant))
         if key in self._consts:
             return self._consts[key]
-        if weight and dtype == "float32" and self.options.precision == "fp16":
+        if weight and dtype == "float32" and self.options.precision == "fp16" and _fits_fp16(array):
             half = self.writer.add_tensor(name + "_fp16", array.shape, "float16", array.astype(np.float16))
             idx = self.writer.add_tensor(name, array.shape, "float32")
             self.emit("DEQUANTIZE", [half], [idx])
@@ -272,17 +273,26 @@ class LoweringContext:
         _, out = self.new_value(name, perm, "int8", want)
         self.emit("QUANTIZE", [produced], [out], self.opts("QuantizeOptions"))
 
-    def int8_operand(self, name: str, perm: Perm) -> tuple[int, QParams]:
-        """An int8 tensor for an operand of an int8 op: the value itself, or a constant quantized per tensor."""
+    def _int8_const(self, v: Value) -> tuple[np.ndarray, QParams]:
         from edgeopt.backends.tflite.quant import quantize_asymmetric
 
+        assert v.const is not None
+        if v.qconst is not None and v.qconst.params.per_tensor:
+            return v.qconst.values, v.qconst.params
+        return quantize_asymmetric(v.const.astype(np.float32))
+
+    def int8_params(self, name: str) -> QParams | None:
+        """The per-tensor int8 parameters `name` has (or would get, for a constant) as an int8 operand."""
         v = self.value(name)
         if v.is_const:
-            assert v.const is not None
-            if v.qconst is not None and v.qconst.params.per_tensor:
-                q, p = v.qconst.values, v.qconst.params
-            else:
-                q, p = quantize_asymmetric(v.const.astype(np.float32))
+            return self._int8_const(v)[1]
+        return v.quant
+
+    def int8_operand(self, name: str, perm: Perm) -> tuple[int, QParams]:
+        """An int8 tensor for an operand of an int8 op: the value itself, or a constant quantized per tensor."""
+        v = self.value(name)
+        if v.is_const:
+            q, p = self._int8_const(v)
             data = np.transpose(q, perm) if q.ndim else q
             return self.const_tensor(data, name + "_q", "int8", p.spec()), p
         if v.quant is None:
@@ -291,6 +301,9 @@ class LoweringContext:
 
 
 def _digest(array: np.ndarray) -> str:
-    import hashlib
-
     return hashlib.sha256(array.tobytes()).hexdigest()
+
+
+def _fits_fp16(array: np.ndarray) -> bool:
+    """Whether float16 can hold these values (a mask constant of -3.4e38 would become -inf, then NaN)."""
+    return bool(array.size == 0 or np.max(np.abs(array)) <= float(np.finfo(np.float16).max))

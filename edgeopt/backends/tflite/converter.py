@@ -12,6 +12,7 @@ from edgeopt.backends.tflite.errors import UnsupportedOpError
 from edgeopt.backends.tflite.graph import OnnxGraph, prepare
 from edgeopt.backends.tflite.layout import NHWC, identity
 from edgeopt.backends.tflite.op_table import SUPPORTED_OPS, unsupported_nodes
+from edgeopt.backends.tflite.patterns import fuse_gelu
 from edgeopt.backends.tflite.quant import QParams, qparams_of
 from edgeopt.errors import ConfigError
 
@@ -84,6 +85,7 @@ def convert(proto: onnx.ModelProto, options: ConvertOptions) -> bytes:
     graph = prepare(proto, options.batch, {k: list(v) for k, v in options.input_shapes})
     check_supported(graph.nodes)
     _check_precision(graph, options)
+    fuse_gelu(graph)
     ctx = LoweringContext(graph, options)
     io_meta: dict[str, Any] = {"inputs": [], "outputs": []}
     inputs = []

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeopt.errors import BackendUnavailable, ModelFileError
+from edgeopt.errors import BackendUnavailable, ConfigError, ModelFileError
 
 FILE_IDENTIFIER = b"TFL3"
 SCHEMA_VERSION = 3
@@ -44,6 +44,9 @@ def schema() -> Any:
 
 def tfl_type(dtype: str) -> int:
     """TFLite TensorType code of a numpy dtype name."""
+    if dtype not in NP_TO_TFL:
+        raise ConfigError(f"tensors of type {dtype} have no TFLite equivalent here",
+                          f"cast them to one of {', '.join(NP_TO_TFL)} in the ONNX model")
     return int(getattr(schema().TensorType, NP_TO_TFL[dtype]))
 
 

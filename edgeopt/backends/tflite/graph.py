@@ -40,6 +40,10 @@ class OnnxGraph:
     consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        self.rebuild()
+
+    def rebuild(self) -> None:
+        """Recompute who reads each tensor (after a rewrite of `nodes`)."""
         self.consumers = {}
         for node in self.nodes:
             for name in node.input:

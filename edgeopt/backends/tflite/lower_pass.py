@@ -9,6 +9,7 @@ from pydantic import Field
 
 from edgeopt.artifacts.base import Artifact, ArtifactKind
 from edgeopt.artifacts.onnx_model import OnnxModel
+from edgeopt.backends.tflite import variants as _variants  # noqa: F401 - registers the --quantize variants
 from edgeopt.backends.tflite.context import ConvertOptions
 from edgeopt.passes.base import Pass, PassConfig, PassContext
 from edgeopt.passes.registry import register_pass
@@ -53,13 +54,21 @@ class ToTflite(Pass):
         # The check must suit the precision asked for; an instance attribute shadows the class default.
         self.check_tolerance = TOLERANCES[cfg.precision]  # type: ignore[misc]
 
-    def options(self) -> ConvertOptions:
-        """The converter options this config stands for."""
+    def options(self, model: OnnxModel | None = None, ctx: PassContext | None = None) -> ConvertOptions:
+        """The converter options: this config, plus static sizes the context knows for the model's dynamic dims."""
         cfg: ToTfliteConfig = self.config  # type: ignore[assignment]
+        shapes = {k: tuple(v) for k, v in cfg.input_shapes.items()}
+        if model is not None and ctx is not None:
+            shapes.update(_context_shapes(model, ctx, cfg.batch, set(shapes)))
         return ConvertOptions(
             precision=cfg.precision, io_layout=cfg.io_layout, io_dtype=cfg.io_dtype, batch=cfg.batch,
-            input_shapes=tuple(sorted((k, tuple(v)) for k, v in cfg.input_shapes.items())),
+            input_shapes=tuple(sorted(shapes.items())),
         )
+
+    def cache_extra(self, ctx: PassContext) -> dict[str, Any]:
+        extra = super().cache_extra(ctx)
+        extra["input_specs"] = [s.to_dict() for s in ctx.input_specs]  # they may fix dynamic dims (see options)
+        return extra
 
     def run(self, model: Artifact, ctx: PassContext, out_path: Path) -> Artifact:
         from edgeopt.backends.tflite.artifact import TfliteModel
@@ -67,6 +76,30 @@ class ToTflite(Pass):
 
         if not isinstance(model, OnnxModel):
             raise TypeError("to_tflite takes an OnnxModel")
-        data = convert(model.proto, self.options())
+        data = convert(model.proto, self.options(model, ctx))
         out_path.write_bytes(data)
         return TfliteModel.from_file(out_path)
+
+
+def _context_shapes(model: OnnxModel, ctx: PassContext, batch: int, skip: set[str]) -> dict[str, tuple[int, ...]]:
+    """Sizes for the model's dynamic non-batch dims from same-named static input specs of the context
+    (e.g. --input-shape), the model's own static dims kept."""
+    known = {s.name: s for s in ctx.input_specs}
+    out: dict[str, tuple[int, ...]] = {}
+    for own in model.input_specs():
+        spec = known.get(own.name)
+        if own.name in skip or spec is None or own.is_static or len(spec.shape) != len(own.shape):
+            continue
+        dims: list[int] = []
+        for i, (mine, given) in enumerate(zip(own.shape, spec.shape, strict=True)):
+            if isinstance(mine, int) and mine > 0:
+                dims.append(mine)
+            elif isinstance(given, int) and given > 0:
+                dims.append(given)
+            elif i == 0:
+                dims.append(batch)
+            else:
+                break
+        else:
+            out[own.name] = tuple(dims)
+    return out

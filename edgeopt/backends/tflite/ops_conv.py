@@ -11,7 +11,14 @@ from edgeopt.backends.tflite.context import LoweringContext, node_attrs
 from edgeopt.backends.tflite.errors import unsupported_variant
 from edgeopt.backends.tflite.fusion import fused_activation
 from edgeopt.backends.tflite.layout import NHWC, physical_shape
-from edgeopt.backends.tflite.quant import QParams, int8_weights, int32_bias, quantize_symmetric
+from edgeopt.backends.tflite.quant import (
+    QParams,
+    int8_product_ok,
+    int8_weights,
+    int32_bias,
+    quantize_symmetric,
+    rescale_ok,
+)
 
 
 def _pads(node: onnx.NodeProto, attrs: dict, in_hw: tuple[int, ...], k: tuple[int, ...], s: tuple[int, ...],
@@ -106,6 +113,10 @@ def lower_conv(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     bias = ctx.const(b).astype(np.float32) if b is not None else np.zeros(n_out, np.float32)
     xv = ctx.value(x)
     q_out = ctx.quant_output(out_name) if xv.quant is not None else None
+    if q_out is not None and xv.quant is not None:
+        wq, wp = int8_weights(weights, ctx.value(w).qconst, 0)
+        if not int8_product_ok(xv.quant.scale[0], wp.scale, q_out.scale[0]):
+            q_out = None  # scales TFLite cannot rescale between: this conv runs in float
     src = ctx.tensor(x, NHWC) if q_out is not None else ctx.float_tensor(x, NHWC)
     if any(pads):
         src = _explicit_pad(ctx, x, src, pads, None, xv.quant if q_out is not None else None)
@@ -114,7 +125,6 @@ def lower_conv(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     wname = w + "_filter"
     if q_out is not None:
         assert xv.quant is not None
-        wq, wp = int8_weights(weights, ctx.value(w).qconst, 0)
         filt = ctx.const_tensor(np.transpose(wq, perm), wname, "int8", wp.spec(perm))
         bq, bp = int32_bias(bias, xv.quant.scale[0], wp.scale)
         bias_t = ctx.const_tensor(bq, (b or w) + "_bias", "int32", bp.spec())
@@ -186,6 +196,8 @@ def lower_global_pool(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     xv = ctx.value(x)
     out_name = node.output[0]
     q_out = ctx.quant_output(out_name) if xv.quant is not None else None
+    if q_out is not None and xv.quant is not None and not rescale_ok(xv.quant.scale[0] / q_out.scale[0]):
+        q_out = None
     op = "MEAN" if node.op_type == "GlobalAveragePool" else "REDUCE_MAX"
     axes = ctx.int32_const([1, 2], "axes_hw")
     opts = ctx.opts("ReducerOptions", keepDims=True)

@@ -11,7 +11,7 @@ from edgeopt.backends.tflite.context import LoweringContext, Value, node_attrs
 from edgeopt.backends.tflite.errors import unsupported_variant
 from edgeopt.backends.tflite.fusion import activation_of, clip_bounds, fused_activation
 from edgeopt.backends.tflite.layout import Perm, physical_shape
-from edgeopt.backends.tflite.quant import QParams
+from edgeopt.backends.tflite.quant import QParams, int8_add_ok, int8_product_ok, int8_table_ok
 
 BINARY = {
     "Add": "ADD", "Sub": "SUB", "Mul": "MUL", "Div": "DIV", "Pow": "POW", "Max": "MAXIMUM", "Min": "MINIMUM",
@@ -19,7 +19,7 @@ BINARY = {
     "LessOrEqual": "LESS_EQUAL", "And": "LOGICAL_AND", "Or": "LOGICAL_OR",
 }
 _FUSES_ACTIVATION = {"ADD", "SUB", "MUL", "DIV"}
-_INT8_BINARY = {"ADD", "SUB", "MUL", "MAXIMUM", "MINIMUM"}
+_INT8_BINARY = {"ADD", "SUB", "MUL"}
 _OPTIONS = {"ADD": "AddOptions", "SUB": "SubOptions", "MUL": "MulOptions", "DIV": "DivOptions"}
 # Unary ops: ONNX op -> (TFLite op, int8 output parameters the kernel requires, or None when it takes any).
 UNARY: dict[str, tuple[str, QParams | None]] = {
@@ -61,6 +61,10 @@ def lower_binary(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     values = [ctx.value(n) for n in names]
     quantized = op in _INT8_BINARY and all(v.quant is not None or v.is_const for v in values)
     q_out = ctx.quant_output(out_name) if quantized else None
+    if q_out is not None:
+        s1, s2 = (p.scale[0] for p in (ctx.int8_params(n) for n in names) if p is not None)
+        ok = int8_add_ok(s1, s2, q_out.scale[0]) if op in ("ADD", "SUB") else int8_product_ok(s1, (s2,), q_out.scale[0])
+        q_out = q_out if ok else None
     opts = ctx.opts(_OPTIONS[op], fusedActivationFunction=ctx.activation(act)) if op in _OPTIONS else None
     if q_out is not None:
         ins = [ctx.int8_operand(n, perm)[0] for n in names]
@@ -103,6 +107,8 @@ def lower_unary(ctx: LoweringContext, node: onnx.NodeProto) -> None:
         opts = ctx.opts("GeluOptions", approximate=attrs.get("approximate", "none") == "tanh")
     out_name = node.output[0]
     q_out = ctx.quant_output(out_name) if v.quant is not None and op in _INT8_UNARY else None
+    if q_out is not None and v.quant is not None and fixed is not None and not int8_table_ok(v.quant.scale[0]):
+        q_out = None
     if q_out is not None:
         have = fixed or q_out
         out = ctx.scratch(out_name + "_int8", physical_shape(v.shape, v.perm), "int8", have.spec())
@@ -211,6 +217,19 @@ def lower_cast(ctx: LoweringContext, node: onnx.NodeProto) -> None:
         return
     _, out = ctx.new_value(name, v.perm, to)
     ctx.emit("CAST", [ctx.tensor(x)], [out], ctx.opts("CastOptions"))
+
+
+def lower_prelu(ctx: LoweringContext, node: onnx.NodeProto) -> None:
+    """PRelu -> PRELU with the slope laid out (and broadcast) like the input."""
+    x, slope = node.input[0], node.input[1]
+    v = ctx.value(x)
+    rank = len(v.shape)
+    if not ctx.is_const(slope):
+        raise unsupported_variant(node, "a computed slope")
+    alpha = ctx.const(slope).astype(np.float32)
+    alpha = alpha.reshape((1,) * (rank - alpha.ndim) + alpha.shape)
+    _, out = ctx.new_value(node.output[0], v.perm)
+    ctx.emit("PRELU", [ctx.float_tensor(x), ctx.const_tensor(np.transpose(alpha, v.perm), slope, weight=True)], [out])
 
 
 def lower_where(ctx: LoweringContext, node: onnx.NodeProto) -> None:

@@ -9,7 +9,14 @@ from edgeopt.backends.tflite.context import LoweringContext, node_attrs
 from edgeopt.backends.tflite.errors import unsupported_variant
 from edgeopt.backends.tflite.fusion import fused_activation
 from edgeopt.backends.tflite.layout import Perm, identity
-from edgeopt.backends.tflite.quant import QConst, QParams, int8_weights, int32_bias, quantize_symmetric
+from edgeopt.backends.tflite.quant import (
+    QConst,
+    QParams,
+    int8_product_ok,
+    int8_weights,
+    int32_bias,
+    quantize_symmetric,
+)
 
 
 def _transposed(qc: QConst | None) -> QConst | None:
@@ -23,18 +30,21 @@ def _transposed(qc: QConst | None) -> QConst | None:
 
 def fully_connected(
     ctx: LoweringContext, node: onnx.NodeProto, x: str, x_perm: Perm, weights: np.ndarray, qconst: QConst | None,
-    bias: np.ndarray | None, keep_num_dims: bool,
+    bias: np.ndarray | None, keep_num_dims: bool, output: str | None = None,
 ) -> None:
     """FULLY_CONNECTED y = x @ weights.T + bias, weights [N, K]; int8 when input and output are quantized."""
-    out_name, act = fused_activation(ctx, node.output[0])
+    out_name, act = fused_activation(ctx, output or node.output[0])
     xv = ctx.value(x)
     q_out = ctx.quant_output(out_name) if xv.quant is not None else None
+    if q_out is not None and xv.quant is not None:
+        wq, wp = int8_weights(weights, qconst, 0)
+        if not int8_product_ok(xv.quant.scale[0], wp.scale, q_out.scale[0]):
+            q_out = None
     rank = len(ctx.shape(out_name))
     opts = ctx.opts("FullyConnectedOptions", fusedActivationFunction=ctx.activation(act), keepNumDims=keep_num_dims)
     wname = node.input[1] + "_fc"
     if q_out is not None:
         assert xv.quant is not None
-        wq, wp = int8_weights(weights, qconst, 0)
         filt = ctx.const_tensor(wq, wname, "int8", wp.spec())
         bias_t = -1
         if bias is not None:
@@ -79,6 +89,22 @@ def lower_gemm(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     fully_connected(ctx, node, a, perm, weights, qconst, bias, keep_num_dims=False)
 
 
+def _following_bias(ctx: LoweringContext, name: str, n: int) -> tuple[np.ndarray | None, str | None]:
+    """A float Add of a constant [N] vector right after MatMul becomes the FULLY_CONNECTED bias (node absorbed)."""
+    users = ctx.graph.consumers.get(name, [])
+    if ctx.quantized or len(users) != 1 or users[0].op_type != "Add" or name in ctx.graph.outputs:
+        return None, None
+    add = users[0]
+    other = add.input[1] if add.input[0] == name else add.input[0]
+    if other == name or not ctx.is_const(other):
+        return None, None
+    c = ctx.const(other)
+    if c.size != n or c.ndim == 0 or c.shape[-1] != n or c.ndim > len(ctx.shape(name)) or c.dtype.kind != "f":
+        return None, None
+    ctx.done.add(id(add))
+    return c.astype(np.float32).ravel(), add.output[0]
+
+
 def _matmul_operand(ctx: LoweringContext, name: str, rank: int, int8: bool) -> tuple[int, bool]:
     """(tensor, adjoint): data already stored with its last two dims swapped is used as is, with adj set."""
     name = ctx.with_rank(name, rank)
@@ -99,13 +125,17 @@ def lower_matmul(ctx: LoweringContext, node: onnx.NodeProto) -> None:
         raise unsupported_variant(node, "a 1-D operand")
     if ctx.is_const(b) and rb == 2 and not ctx.is_const(a):
         wb = ctx.const(b).astype(np.float32)
-        fully_connected(ctx, node, a, identity(ra), wb.T, _transposed(ctx.value(b).qconst), None, keep_num_dims=ra > 2)
+        bias, output = _following_bias(ctx, node.output[0], wb.shape[1])
+        fully_connected(ctx, node, a, identity(ra), wb.T, _transposed(ctx.value(b).qconst), bias, ra > 2, output)
         return
     out_name = node.output[0]
     rank = len(ctx.shape(out_name))
     va, vb = ctx.value(a), ctx.value(b)
     quantized = all(v.quant is not None or v.is_const for v in (va, vb)) and not (va.is_const and vb.is_const)
     q_out = ctx.quant_output(out_name) if quantized else None
+    pa, pb = ctx.int8_params(a), ctx.int8_params(b)
+    if q_out is not None and pa is not None and pb is not None:
+        q_out = q_out if int8_product_ok(pa.scale[0], pb.scale, q_out.scale[0]) else None
     ta, adj_x = _matmul_operand(ctx, a, rank, q_out is not None)
     tb, adj_y = _matmul_operand(ctx, b, rank, q_out is not None)
     opts = ctx.opts("BatchMatMulOptions", adjX=adj_x, adjY=adj_y)

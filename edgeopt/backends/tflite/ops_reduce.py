@@ -9,7 +9,7 @@ from edgeopt.backends.tflite.context import LoweringContext, node_attrs
 from edgeopt.backends.tflite.errors import unsupported_variant
 from edgeopt.backends.tflite.layout import Perm, drop_axes, identity, physical_shape
 from edgeopt.backends.tflite.ops_shape import _axis, _int_input
-from edgeopt.backends.tflite.quant import QParams
+from edgeopt.backends.tflite.quant import QParams, int8_table_ok, rescale_ok
 
 _SOFTMAX_INT8 = QParams((1 / 256,), (-128,))
 _REDUCERS = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN"}
@@ -38,6 +38,8 @@ def lower_softmax(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     opts = ctx.opts("LogSoftmaxOptions") if log else ctx.opts("SoftmaxOptions", beta=1.0)
     out_name = node.output[0]
     q_out = ctx.quant_output(out_name) if v.quant is not None and not log else None
+    if q_out is not None and v.quant is not None and not int8_table_ok(v.quant.scale[0]):
+        q_out = None
     if q_out is not None:
         out = ctx.scratch(out_name + "_int8", physical_shape(v.shape, perm), "int8", _SOFTMAX_INT8.spec())
         ctx.emit(op, [ctx.tensor(x, perm)], [out], opts)
@@ -72,6 +74,8 @@ def lower_reduce(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     axes_t = ctx.int32_const(sorted(v.perm.index(a) for a in axes), "reduce_axes")
     opts = ctx.opts("ReducerOptions", keepDims=keep)
     q_out = ctx.quant_output(out_name) if v.quant is not None else None
+    if q_out is not None and v.quant is not None and not rescale_ok(v.quant.scale[0] / q_out.scale[0]):
+        q_out = None
     if v.quant is not None and (q_out is not None or op in ("REDUCE_MAX", "REDUCE_MIN")):
         have = q_out if op in ("MEAN", "SUM") else v.quant
         assert have is not None
@@ -129,3 +133,26 @@ def lower_layer_norm(ctx: LoweringContext, node: onnx.NodeProto) -> None:
         kind, opts = ("MUL", ctx.opts("MulOptions")) if i == 0 else ("ADD", ctx.opts("AddOptions"))
         ctx.emit(kind, [normed, ctx.const_tensor(np.transpose(full, perm), p, weight=True)], [out], opts)
         normed = out
+
+
+def lower_batch_norm(ctx: LoweringContext, node: onnx.NodeProto) -> None:
+    """BatchNormalization (inference) -> MUL and ADD by per-channel constants folded from scale, bias, mean, var."""
+    attrs = node_attrs(node)
+    x = node.input[0]
+    if not all(ctx.is_const(n) for n in node.input[1:5]) or (len(node.output) > 1 and any(node.output[1:])):
+        raise unsupported_variant(node, "training mode or computed statistics")
+    gamma, beta, mean, var = (ctx.const(n).astype(np.float64) for n in node.input[1:5])
+    scale = gamma / np.sqrt(var + float(attrs.get("epsilon", 1e-5)))
+    shift = beta - mean * scale
+    v = ctx.value(x)
+    rank = len(v.shape)
+    shape = (1, -1) + (1,) * (rank - 2)
+    data = physical_shape(v.shape, v.perm)
+    scale_t, shift_t = (
+        ctx.const_tensor(np.transpose(c.astype(np.float32).reshape(shape), v.perm), f"{name}_bn_{tag}", weight=True)
+        for c, tag, name in ((scale, "scale", node.input[1]), (shift, "shift", node.input[2]))
+    )
+    scaled = ctx.scratch(node.output[0] + "_scaled", data)
+    ctx.emit("MUL", [ctx.float_tensor(x), scale_t], [scaled], ctx.opts("MulOptions"))
+    _, out = ctx.new_value(node.output[0], v.perm)
+    ctx.emit("ADD", [scaled, shift_t], [out], ctx.opts("AddOptions"))

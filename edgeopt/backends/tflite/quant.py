@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -138,3 +139,24 @@ def int32_bias(bias: np.ndarray, input_scale: float, weight_scale: tuple[float, 
     q = np.clip(np.round(bias.astype(np.float64) / scale), -_INT32_MAX, _INT32_MAX).astype(np.int32)
     axis = None if scale.size == 1 else 0
     return q, QParams(_as_tuple(scale.astype(np.float32), float), (0,) * scale.size, axis)
+
+
+def rescale_ok(*reals: float) -> bool:
+    """Whether TFLite can express each real rescale factor as a fixed-point multiplier (its kernels abort if not)."""
+    return all(math.isfinite(r) and 2.0**-31 < r < 2.0**31 for r in reals)
+
+
+def int8_add_ok(s1: float, s2: float, out: float) -> bool:
+    """Whether TFLite's int8 ADD/SUB can rescale inputs of scales s1, s2 to `out` (20-bit headroom)."""
+    twice = 2.0 * max(s1, s2)
+    return rescale_ok(s1 / twice, s2 / twice) and twice / ((1 << 20) * out) < 1.0 and rescale_ok(twice / out)
+
+
+def int8_product_ok(in_scale: float, other_scales: tuple[float, ...], out: float) -> bool:
+    """Whether products (conv, fully connected, matmul, mul) with these scales fit TFLite's int8 rescaling."""
+    return rescale_ok(*(in_scale * s / out for s in other_scales))
+
+
+def int8_table_ok(in_scale: float) -> bool:
+    """Whether a lookup-table kernel (softmax, logistic, tanh) accepts an int8 input of this scale."""
+    return rescale_ok(in_scale) and in_scale < 2.0**10

@@ -164,12 +164,19 @@ class Prune(Pass):
             graph_layers = {m for m in pruner.DG.module2node if isinstance(m, checks.PRUNABLE)}
             checks.check_traceable(work, args, graph_layers)
             names = {m: n for n, m in work.named_modules()}
+            # Input channels each layer loses, in its original numbering: a later group's indices count only the
+            # channels still there (a concat consumer loses channels to several groups).
             removed: dict[str, list[int]] = {}
+            alive: dict[str, list[int]] = {}
             for group in pruner.step(interactive=True):
                 for dep, idxs in group:
                     target = dep.target.module
                     if isinstance(target, checks.PRUNABLE) and pruner.DG.is_in_channel_pruning_fn(dep.handler):
-                        removed.setdefault(names[target], []).extend(int(i) for i in idxs)
+                        name, drop = names[target], {int(i) for i in idxs}
+                        count = target.in_features if isinstance(target, torch.nn.Linear) else target.in_channels
+                        current = alive.setdefault(name, list(range(count)))
+                        removed.setdefault(name, []).extend(current[i] for i in sorted(drop))
+                        alive[name] = [c for i, c in enumerate(current) if i not in drop]
                 group.prune()
         for p in work.parameters():
             p.grad = None
@@ -204,7 +211,7 @@ class Prune(Pass):
             return tried[ratio][1]
 
         best = bisect_ratio(lambda r: cost(r) <= budget, cfg.max_ratio, cfg.search_steps)
-        trace = ", ".join(f"{r:.3f}->{f:.1%}" for r, (_, f) in sorted(tried.items()))
+        trace = ", ".join(f"{r:.4f}->{f:.1%}" for r, (_, f) in sorted(tried.items()))
         if best is None:
             reached = tried[cfg.max_ratio][1]
             block = checks.blocking_layer(tried[cfg.max_ratio][0], args, base_macs, ignored, cfg.round_to)
@@ -265,11 +272,20 @@ def _pruner_class() -> type:
     import torch_pruning as tp
 
     class NearestRoundingPruner(tp.pruner.MetaPruner):  # type: ignore[misc]
+        _group: Any = None
+
+        def _is_atten_group(self, group: Any) -> Any:
+            self._group = group  # called just before _round_to for each group: remember whose channels these are
+            return super()._is_atten_group(group)
+
         def _round_to(self, n_pruned: int, current_channels: int, round_to: int) -> int:
-            if current_channels <= round_to:
+            # With grouped convs, n_pruned counts channels per group: round each group so the total is a multiple.
+            groups = self._get_channel_groups(self._group) if self._group is not None else 1
+            size, step = current_channels // groups, max(1, round_to // math.gcd(round_to, groups))
+            if size <= step:
                 return 0
-            kept = max(round_to, math.floor((current_channels - n_pruned) / round_to + 0.5) * round_to)
-            return max(current_channels - kept, 0)
+            kept = max(step, math.floor((size - n_pruned) / step + 0.5) * step)
+            return max(size - kept, 0)
 
     return NearestRoundingPruner
 

@@ -113,3 +113,39 @@ def test_int8_io_dtype_int8(qdq_cnn: object, tmp_path: Path) -> None:
     float_io = run_tflite(to_tflite(qdq_cnn, tmp_path / "f.tflite", precision="int8"), feeds)[0]
     np.testing.assert_allclose(got, float_io, atol=1e-6)
     assert np.max(np.abs(got - ref)) <= 0.05 * np.max(np.abs(ref))
+
+
+def test_erf_gelu_subgraph_becomes_one_gelu(tmp_path: Path) -> None:
+    nodes = [N("Div", ["x", "r2"], ["d"]), N("Erf", ["d"], ["e"]), N("Add", ["e", "one"], ["a"]),
+             N("Mul", ["x", "a"], ["m"]), N("Mul", ["m", "half"], ["y"])]
+    inits = {"r2": np.float32(np.sqrt(2)), "one": np.float32(1), "half": np.float32(0.5)}
+    model = make_model(nodes, {"x": (1, 5, 16)}, ["y"], inits)
+    art = to_tflite(model, tmp_path / "m.tflite")
+    assert art.op_histogram() == {"GELU": 1}
+    feeds = random_feeds(model)
+    np.testing.assert_allclose(run_tflite(art, feeds)[0], run_ort(model, feeds)[0], atol=1e-6)
+
+
+def test_matmul_bias_relu_become_one_fully_connected(tmp_path: Path) -> None:
+    nodes = [N("MatMul", ["x", "w"], ["m"]), N("Add", ["m", "b"], ["a"]), N("Relu", ["a"], ["y"])]
+    model = make_model(nodes, {"x": (1, 5, 16)}, ["y"], {"w": w(1, 16, 8), "b": w(2, 8)})
+    art = to_tflite(model, tmp_path / "m.tflite")
+    assert art.op_histogram() == {"FULLY_CONNECTED": 1}
+    feeds = random_feeds(model)
+    np.testing.assert_allclose(run_tflite(art, feeds)[0], run_ort(model, feeds)[0], atol=1e-5)
+
+
+def test_int8_add_with_unrepresentable_rescale_falls_back_to_float(tmp_path: Path) -> None:
+    # An attention mask of finfo.min quantizes to a scale of ~1e36: TFLite's int8 ADD would abort on it.
+    q = {"s1": np.float32(0.01), "s2": np.float32(1.3e36), "z": np.int8(0), "z2": np.int8(127)}
+    nodes = [
+        N("QuantizeLinear", ["x", "s1", "z"], ["xq"]), N("DequantizeLinear", ["xq", "s1", "z"], ["xd"]),
+        N("QuantizeLinear", ["m", "s2", "z2"], ["mq"]), N("DequantizeLinear", ["mq", "s2", "z2"], ["md"]),
+        N("Add", ["xd", "md"], ["a"]), N("QuantizeLinear", ["a", "s2", "z2"], ["aq"]),
+        N("DequantizeLinear", ["aq", "s2", "z2"], ["y"]),
+    ]
+    model = make_model(nodes, {"x": (1, 8), "m": (1, 8)}, ["y"], q)
+    art = to_tflite(model, tmp_path / "m.tflite", precision="int8")
+    assert art.op_histogram().get("ADD") == 1
+    feeds = {"x": np.ones((1, 8), np.float32), "m": np.where(np.arange(8) < 4, 0.0, -3.4e38).astype(np.float32)[None]}
+    np.testing.assert_allclose(run_tflite(art, feeds)[0], run_ort(model, feeds)[0], rtol=1e-6)

@@ -118,3 +118,36 @@ def test_int8_mnist_from_ort_qdq_keeps_accuracy(mnist_onnx: Path, shared_data: P
         tfl_hits += int(np.argmax(run_tflite(art, feeds)[0]) == y[i])
     assert abs(ort_hits - tfl_hits) / len(x) <= 0.01, (ort_hits, tfl_hits)
     assert tfl_hits / len(x) > 0.95
+
+
+def test_pass_takes_static_sizes_from_the_context(tmp_path: Path) -> None:
+    from onnx import helper
+    from tflite_helpers import make_model
+
+    from edgeopt.artifacts.base import TensorSpec
+    from edgeopt.artifacts.onnx_model import OnnxModel
+
+    model = make_model([helper.make_node("Relu", ["x"], ["y"])], {"x": ("batch", 3, "h", 8)}, ["y"])
+    src = tmp_path / "dyn.onnx"
+    onnx.save(model, str(src))
+    ctx = PassContext(work_dir=tmp_path, input_specs=[TensorSpec("x", ("batch", 3, 5, 8))])
+    art = REGISTRY.get("to_tflite")().run(OnnxModel.from_file(src), ctx, tmp_path / "m.tflite")
+    assert art.input_specs()[0].shape == (1, 3, 5, 8)
+
+
+def test_quantize_adds_int8_variants_that_lower_qdq(conv_onnx: Path, tmp_path: Path) -> None:
+    from edgeopt.backends.tflite.variants import tflite_variants
+    from edgeopt.targets import get_target
+
+    cfg = CompileConfig.build({"model": "m", "target": "tflite-cpu", "quantize": "auto"}, source="test")
+    specs = {v.name: v for v in tflite_variants(get_target("tflite-cpu"), cfg)}
+    static = [next(iter(s)) if isinstance(s, dict) else s for s in specs["int8"].passes]
+    assert static == ["fix_batch", "simplify", "quantize_static", "to_tflite"]
+    assert specs["int8"].passes[2]["quantize_static"]["activation_type"] == "int8"
+    assert specs["int8"].passes[-1] == {"to_tflite": {"precision": "int8"}}
+    cfg = CompileConfig.build({"model": "m", "target": "tflite-cpu", "quantize": "dynamic"}, source="test")
+    assert _chain(conv_onnx, "tflite-cpu", tmp_path) == ["fix_batch", "simplify", "to_tflite"]
+    src = load_model(conv_onnx)
+    planned = plan(cfg, src, PassContext(work_dir=tmp_path, input_specs=src.input_specs()))
+    dyn = next(p for p in planned if p.spec.name == "int8-dynamic")
+    assert dyn.pipeline.passes[-1].config_dict()["precision"] == "dynamic_int8"

@@ -1,0 +1,53 @@
+"""The INT8 variants `--quantize` adds to TFLite targets: Q/DQ from edgeopt's calibration, then int8 lowering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgeopt.passes.onnx.quantize import register_quantized_variants
+from edgeopt.targets import Target, VariantSpec
+
+LOWER_PASS = "to_tflite"
+
+
+def _step_name(step: Any) -> str | None:
+    if isinstance(step, str):
+        return step
+    if isinstance(step, tuple) and step:
+        return str(step[0])
+    if isinstance(step, dict):
+        return step.get("name") or (next(iter(step)) if len(step) == 1 else None)
+    return getattr(step, "name", None)
+
+
+def float_onnx_chain(target: Target) -> list[Any]:
+    """The target's FP32 passes before lowering (the ONNX-to-ONNX part quantization goes after)."""
+    fp32 = next((v for v in target.variants if v.precision == "fp32"), None)
+    steps = list(fp32.passes) if fp32 is not None else ["fix_batch", "simplify"]
+    return [s for s in steps if _step_name(s) != LOWER_PASS]
+
+
+@register_quantized_variants("tflite")
+def tflite_variants(target: Target, cfg: Any) -> list[VariantSpec]:
+    """'int8': static int8 Q/DQ (int8 activations, per-channel weights) lowered to int8 TFLite kernels;
+    'int8-dynamic': TFLite dynamic-range quantization (int8 weights, float activations)."""
+    chain = float_onnx_chain(target)
+    out: list[VariantSpec] = []
+    if cfg.quantize in ("static", "auto"):
+        static = {
+            "method": cfg.calibration_method, "samples": cfg.calibration_samples,
+            "max_accuracy_drop": cfg.max_accuracy_drop, "eval_samples": cfg.eval_samples,
+            "threads": cfg.latency.threads, "format": "qdq", "activation_type": "int8", "speed_check": False,
+        }
+        out.append(VariantSpec(
+            name="int8", precision="int8",
+            passes=[*chain, {"quantize_static": static}, {LOWER_PASS: {"precision": "int8"}}],
+            description=f"static INT8 (S8S8 Q/DQ, per-channel weights, {cfg.calibration_method} calibration) "
+                        "on LiteRT's int8 kernels",
+        ))
+    if cfg.quantize in ("dynamic", "auto"):
+        out.append(VariantSpec(
+            name="int8-dynamic", precision="int8", passes=[*chain, {LOWER_PASS: {"precision": "dynamic_int8"}}],
+            description="dynamic-range INT8 (int8 weights, float activations; LiteRT hybrid kernels)",
+        ))
+    return out
