@@ -1,8 +1,8 @@
 """Streaming tensor statistics: running min/max and a two-sided histogram, updated batch by batch.
 
-The histogram covers [0, R] for |x| on each sign side with a fixed number of bins. R is always a power of two at least
-as large as the largest |x| seen, so growing R merges whole bins exactly; the final counts are those of one histogram
-computed over all the data at once, whatever the batching. Memory stays constant however many batches are seen.
+The histogram has a fixed number of equal bins on each sign side of [-R, R). R is always a power of two larger than
+the largest |x| seen, so growing R merges whole bins exactly; the final counts are those of one histogram computed
+over all the data at once, whatever the batching. Memory stays constant however many batches are seen.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 NUM_BINS = 2048
+_CHUNK = 1 << 18
 
 
 def pow2_ceil(value: float) -> float:
@@ -24,18 +25,31 @@ def pow2_ceil(value: float) -> float:
     return math.ldexp(1.0, exp)
 
 
-def bin_counts(abs_values: np.ndarray, negative: np.ndarray, hist_range: float, num_bins: int) -> np.ndarray:
-    """Counts of |x| in `num_bins` equal bins over [0, hist_range], positives first then negatives (2 * bins)."""
+def bin_counts(values: np.ndarray, hist_range: float, num_bins: int) -> np.ndarray:
+    """Counts of `values` in 2 * num_bins equal bins [e_k, e_k+1) over [-hist_range, hist_range) (numpy's histogram
+    over the same edges). Processed in chunks with reused buffers: no full-size temporaries per tensor."""
+    x = np.asarray(values).ravel()
+    counts = np.zeros(2 * num_bins, dtype=np.int64)
     if hist_range <= 0.0:
-        idx = np.zeros(abs_values.shape, dtype=np.int64)
-    else:
-        # num_bins / hist_range is a power of two, so the product (and its floor) is exact; tiny ranges would
-        # overflow float32, so they are scaled in float64.
-        scale = num_bins / hist_range
-        vals = abs_values if scale < 1e30 else abs_values.astype(np.float64)
-        idx = np.minimum((vals * scale).astype(np.int64), num_bins - 1)
-    idx += negative.astype(np.int64) * num_bins
-    return np.bincount(idx.ravel(), minlength=2 * num_bins)
+        counts[num_bins] = x.size
+        return counts
+    # num_bins / hist_range is a power of two, so x * scale and its floor are exact; a tiny range would overflow
+    # float32, so it is scaled in float64.
+    scale = num_bins / hist_range
+    dtype = np.float32 if scale < 1e30 and x.dtype == np.float32 else np.float64
+    size = min(_CHUNK, x.size)
+    buf = np.empty(size, dtype=dtype)
+    idx = np.empty(size, dtype=np.intp)
+    for start in range(0, x.size, _CHUNK):
+        part = x[start : start + _CHUNK]
+        b, i = buf[: part.size], idx[: part.size]
+        np.multiply(part, scale, out=b, casting="unsafe")
+        np.floor(b, out=b)
+        np.clip(b, -num_bins, num_bins - 1, out=b)
+        b += num_bins
+        i[...] = b
+        counts += np.bincount(i, minlength=2 * num_bins)
+    return counts
 
 
 def _merge_bins(counts: np.ndarray, factor: int) -> np.ndarray:
@@ -58,8 +72,8 @@ class TensorStats:
     max: float = -math.inf
     count: int = 0
     hist_range: float = 0.0
-    pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    neg: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    pos: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # x in [k w, (k+1) w)
+    neg: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # x in [-(k+1) w, -k w)
 
     def __post_init__(self) -> None:
         if self.num_bins < 4 or self.num_bins & (self.num_bins - 1):
@@ -91,9 +105,9 @@ class TensorStats:
                 factor = int(round(new_range / self.hist_range))
                 self.pos, self.neg = _merge_bins(self.pos, factor), _merge_bins(self.neg, factor)
             self.hist_range = new_range
-        counts = bin_counts(np.abs(x), x < 0, self.hist_range, self.num_bins)
-        self.pos += counts[: self.num_bins]
-        self.neg += counts[self.num_bins :]
+        counts = bin_counts(x, self.hist_range, self.num_bins)
+        self.pos += counts[self.num_bins :]
+        self.neg += counts[: self.num_bins][::-1]
 
     def merge(self, other: TensorStats) -> None:
         """Fold another TensorStats of the same bin count into this one (as if its values were added here)."""

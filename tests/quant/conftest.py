@@ -23,7 +23,7 @@ def _w(rng: np.random.Generator, *shape: int, scale: float = 0.5) -> np.ndarray:
 
 
 def dw_cnn(batch: int | str = "batch", seed: int = 0) -> onnx.ModelProto:
-    """x[b,3,12,12] -> Conv 3x3 (8) -> Relu -> depthwise Conv 3x3 -> Relu -> Conv 1x1 (16) -> Relu -> GAP -> Gemm(10)."""
+    """x[b,3,12,12] -> Conv 3x3 (8) -> Relu -> depthwise 3x3 -> Relu -> Conv 1x1 (16) -> Relu -> GAP -> Gemm(10)."""
     rng = np.random.default_rng(seed)
     inits = [
         numpy_helper.from_array(_w(rng, 8, 3, 3, 3), "c1_w"), numpy_helper.from_array(_w(rng, 8), "c1_b"),

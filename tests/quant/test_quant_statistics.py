@@ -66,8 +66,10 @@ def test_nan_and_bad_bins_are_refused() -> None:
 
 def test_pow2_and_binning_are_exact() -> None:
     assert pow2_ceil(1.0) == 2.0 and pow2_ceil(0.75) == 1.0 and pow2_ceil(0.0) == 0.0
-    counts = bin_counts(np.array([0.0, 0.99, 1.0, 3.999]), np.array([False, True, False, False]), 4.0, 4)
-    assert counts.tolist() == [1, 1, 0, 1, 1, 0, 0, 0]  # positives 0, 1, 3.999; then -0.99
+    counts = bin_counts(np.array([0.0, -0.99, 1.0, 3.999, -4.0], np.float32), 4.0, 4)
+    assert counts.tolist() == [1, 0, 0, 1, 1, 1, 0, 1]  # [-4,-3) ... [-1,0) | [0,1) [1,2) [2,3) [3,4)
+    big = np.random.default_rng(0).uniform(-3, 3, 700_001).astype(np.float32)  # several chunks
+    np.testing.assert_array_equal(bin_counts(big, 4.0, 16), np.histogram(big, bins=np.linspace(-4, 4, 33))[0])
 
 
 @pytest.fixture(scope="module")

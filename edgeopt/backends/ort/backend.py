@@ -10,6 +10,7 @@ import onnxruntime as ort
 from edgeopt.artifacts.base import Artifact, ArtifactKind, TensorSpec
 from edgeopt.artifacts.onnx_model import OnnxModel
 from edgeopt.backends.base import Backend, BackendOptions, Runner, register_backend
+from edgeopt.errors import ConfigError
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -107,3 +108,14 @@ class OrtBackend(Backend):
             raise TypeError("the ort backend runs ONNX files")
         assert isinstance(self.options, OrtOptions)
         return OrtRunner(str(artifact.path), self.options, threads)
+
+    def __init__(self, options: dict[str, Any] | None = None) -> None:
+        super().__init__(options)
+        available = ort.get_available_providers()
+        missing = [p for p in self.options.providers if p not in available]  # type: ignore[attr-defined]
+        if missing:
+            # ONNX Runtime would silently fall back to the CPU; timings would then be mislabelled.
+            raise ConfigError(
+                f"ONNX Runtime execution provider(s) {', '.join(missing)} not available in this install",
+                f"use one of: {', '.join(available)}",
+            )

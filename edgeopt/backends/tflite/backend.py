@@ -112,6 +112,13 @@ class TfliteBackend(Backend):
         assert isinstance(self.options, TfliteOptions)
         return TfliteRunner(artifact, threads or self.options.num_threads)
 
+    def check(self, inputs: list[TensorSpec]) -> list[str]:
+        """TFLite needs static shapes: every dim but the batch must be known before conversion."""
+        from edgeopt.backends.tflite.graph import dynamic_dim_error
+
+        errors = (dynamic_dim_error(spec.name, spec.shape) for spec in inputs)
+        return [str(e) for e in errors if e is not None]
+
     def inspect(self, artifact: Artifact) -> dict[str, Any]:
         """ONNX op coverage of the lowering for an ONNX model (supported ops, unsupported ops with node names)."""
         from edgeopt.artifacts.onnx_model import OnnxModel

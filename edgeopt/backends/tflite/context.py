@@ -155,7 +155,7 @@ class LoweringContext:
         dtype = dtype or str(array.dtype)
         if dtype == "float64":
             dtype = "float32"
-        array = np.require(array, dtype=np.dtype(dtype), requirements='C')  # keeps 0-d arrays 0-d
+        array = np.require(array, dtype=np.dtype(dtype), requirements="C")  # keeps 0-d arrays 0-d
         key = (array.tobytes().hex() if array.size <= 16 else _digest(array), tuple(array.shape), dtype + repr(quant))
         if key in self._consts:
             return self._consts[key]

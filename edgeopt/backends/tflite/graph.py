@@ -66,6 +66,21 @@ def _static_dims(vi: onnx.ValueInfoProto) -> list[int | str | None]:
     return dims
 
 
+def dynamic_dim_error(name: str, dims: list[int | str | None] | tuple[int | str | None, ...]) -> ConfigError | None:
+    """The error for the first dynamic dim other than the batch (TFLite needs static shapes), or None."""
+    for i, d in enumerate(dims):
+        if i > 0 and not (isinstance(d, int) and d > 0):
+            example = ",".join(
+                str(x) if isinstance(x, int) and x > 0 else "1" if j == 0 else f"<{x or 'size'}>"
+                for j, x in enumerate(dims)
+            )
+            return ConfigError(
+                f"input '{name}' has dynamic dimension {i} ({d or '?'}); TFLite needs static shapes",
+                f"fix its size with --input-shape {name}:{example} (e.g. --input-shape NAME:1,3,224,224)",
+            )
+    return None
+
+
 def input_shape(vi: onnx.ValueInfoProto, batch: int, override: list[int] | None) -> list[int]:
     """Concrete shape of a graph input: the override, else its dims with a dynamic batch set to `batch`."""
     dims = _static_dims(vi)
@@ -76,22 +91,10 @@ def input_shape(vi: onnx.ValueInfoProto, batch: int, override: list[int] | None)
                 f"give all {len(dims)} dims, e.g. --input-shape {vi.name}:" + ",".join(str(d or 1) for d in dims),
             )
         return [int(d) for d in override]
-    out: list[int] = []
-    for i, d in enumerate(dims):
-        if isinstance(d, int):
-            out.append(d)
-        elif i == 0:
-            out.append(batch)
-        else:
-            example = ",".join(
-                "1" if j == 0 and not isinstance(x, int) else str(x) if isinstance(x, int) else f"<{x or 'size'}>"
-                for j, x in enumerate(dims)
-            )
-            raise ConfigError(
-                f"input '{vi.name}' has dynamic dimension {i} ({d or '?'}); TFLite needs static shapes",
-                f"fix its size with --input-shape {vi.name}:{example} (e.g. --input-shape NAME:1,3,224,224)",
-            )
-    return out
+    error = dynamic_dim_error(vi.name, dims)
+    if error is not None:
+        raise error
+    return [d if isinstance(d, int) else batch for d in dims]
 
 
 def _eval_node(node: onnx.NodeProto, values: list[np.ndarray], opset: int) -> list[np.ndarray]:
@@ -146,8 +149,12 @@ def prepare(proto: onnx.ModelProto, batch: int = 1, input_shapes: dict[str, list
         nodes = remaining
         del graph.node[:]
         graph.node.extend(nodes)
-        del graph.initializer[:]
-        graph.initializer.extend(numpy_helper.from_array(v, k) for k, v in constants.items() if _used(k, nodes, graph))
+        # Folded values become initializers so that shape inference sees them (the originals stay: unused is harmless).
+        present = {i.name for i in graph.initializer}
+        used = {i for n in nodes for i in n.input} | {o.name for o in graph.output}
+        graph.initializer.extend(
+            numpy_helper.from_array(v, k) for k, v in constants.items() if k not in present and k in used
+        )
         if not folded:
             break
     shapes: dict[str, tuple[int, ...]] = {}
@@ -171,10 +178,6 @@ def prepare(proto: onnx.ModelProto, batch: int = 1, input_shapes: dict[str, list
         if o not in shapes and o not in constants:
             raise ConfigError(f"graph output '{o}' has no static shape", "run the simplify pass first")
     return OnnxGraph(nodes, constants, shapes, dtypes, [vi.name for vi in inputs], outputs, opset)
-
-
-def _used(name: str, nodes: list[onnx.NodeProto], graph: onnx.GraphProto) -> bool:
-    return any(name in n.input for n in nodes) or any(o.name == name for o in graph.output)
 
 
 def _fold(

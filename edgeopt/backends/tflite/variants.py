@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgeopt.passes.onnx.quantize import register_quantized_variants
+from edgeopt.passes.registry import REGISTRY
 from edgeopt.targets import Target, VariantSpec
 
 LOWER_PASS = "to_tflite"
@@ -27,13 +28,19 @@ def float_onnx_chain(target: Target) -> list[Any]:
     return [s for s in steps if _step_name(s) != LOWER_PASS]
 
 
+def static_served(target: Target) -> bool:
+    """Whether edgeopt's quantize_static pass declares that it serves `target` (its Q/DQ is what we lower)."""
+    served = REGISTRY.get("quantize_static").targets
+    return "*" in served or target.name in served
+
+
 @register_quantized_variants("tflite")
 def tflite_variants(target: Target, cfg: Any) -> list[VariantSpec]:
-    """'int8': static int8 Q/DQ (int8 activations, per-channel weights) lowered to int8 TFLite kernels;
-    'int8-dynamic': TFLite dynamic-range quantization (int8 weights, float activations)."""
+    """'int8': static int8 Q/DQ (int8 activations, per-channel weights) lowered to int8 TFLite kernels, where the
+    quantize_static pass serves this target; 'int8-dynamic': TFLite dynamic-range quantization (int8 weights)."""
     chain = float_onnx_chain(target)
     out: list[VariantSpec] = []
-    if cfg.quantize in ("static", "auto"):
+    if cfg.quantize in ("static", "auto") and static_served(target):
         static = {
             "method": cfg.calibration_method, "samples": cfg.calibration_samples,
             "max_accuracy_drop": cfg.max_accuracy_drop, "eval_samples": cfg.eval_samples,

@@ -39,7 +39,8 @@ class PruneConfig(PassConfig):
     sparsity: float | None = Field(None, gt=0, lt=1, description="unstructured: zero this fraction of the weights")
     taylor_batches: int = Field(4, ge=1)
     batch_size: int = Field(32, ge=1)
-    search_steps: int = Field(10, ge=1, le=30)
+    search_steps: int = Field(10, ge=1, le=30, description="bisection steps of a MAC or latency budget search")
+    tolerance: float = Field(0.02, ge=0, description="a search stops within this fraction under the budget")
     latency_threads: int | None = Field(None, ge=1, description="threads for latency probes; default all cores")
     latency_seconds: float = Field(2.0, gt=0, description="timing per latency probe")
 
@@ -210,7 +211,7 @@ class Prune(Pass):
                 tried[ratio] = (cand, frac)
             return tried[ratio][1]
 
-        best = bisect_ratio(lambda r: cost(r) <= budget, cfg.max_ratio, cfg.search_steps)
+        best = bisect_ratio(cost, budget, cfg.max_ratio, cfg.search_steps, cfg.tolerance)
         trace = ", ".join(f"{r:.4f}->{f:.1%}" for r, (_, f) in sorted(tried.items()))
         if best is None:
             reached = tried[cfg.max_ratio][1]

@@ -15,14 +15,21 @@ from edgeopt.evaluate.latency import time_interleaved
 from edgeopt.passes.base import PassContext
 
 
-def bisect_ratio(feasible: Callable[[float], bool], hi: float, steps: int) -> float | None:
-    """The smallest ratio in (0, hi] found feasible by bisection (cost falls as the ratio grows); None if hi fails."""
-    if not feasible(hi):
+def bisect_ratio(
+    cost: Callable[[float], float], budget: float, hi: float, steps: int, tolerance: float
+) -> float | None:
+    """The smallest ratio in (0, hi] whose cost meets the budget, by bisection (cost falls as the ratio grows).
+
+    None when even `hi` misses the budget; stops early once a ratio lands within `tolerance` under the budget.
+    """
+    if cost(hi) > budget:
         return None
     lo = 0.0
     for _ in range(steps):
+        if budget - cost(hi) <= tolerance:
+            break
         mid = round((lo + hi) / 2, 6)
-        if feasible(mid):
+        if cost(mid) <= budget:
             hi = mid
         else:
             lo = mid
@@ -55,7 +62,11 @@ class LatencyProbe:
 
         path = Path(self.ctx.work_dir) / f"prune-latency-{os.getpid()}-{self.count}.onnx"
         self.count += 1
-        ExportOnnx().run(TorchModel.from_module(module, self.specs), self.ctx, path)
+        model = TorchModel.from_module(module, self.specs)
+        try:  # the TorchScript exporter is several times faster than dynamo; ORT fuses both graphs alike
+            ExportOnnx({"exporter": "torchscript"}).run(model, self.ctx, path)
+        except Exception:  # noqa: BLE001 - a model it cannot trace goes through dynamo
+            ExportOnnx({"exporter": "dynamo"}).run(model, self.ctx, path)
         runner = self.backend.load(OnnxModel.from_file(path), threads=self.threads)
         path.unlink(missing_ok=True)
         return runner

@@ -214,7 +214,8 @@ def train(
                 loss.backward()
                 opt.step()
                 completed = step + 1
-                loss_avg = float(loss) if np.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * float(loss)
+                value = loss.item()
+                loss_avg = value if np.isnan(loss_avg) else 0.95 * loss_avg + 0.05 * value
                 done = completed
                 if done % cfg.checkpoint_every == 0 and done < total:
                     save(done)

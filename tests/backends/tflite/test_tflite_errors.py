@@ -126,3 +126,12 @@ def test_inspect_reports_coverage(tmp_path: Path) -> None:
 def test_table_documents_every_op() -> None:
     for op, support in SUPPORTED_OPS.items():
         assert callable(support.lower) and support.tflite, op
+
+
+def test_backend_check_lists_dynamic_dims_before_any_work() -> None:
+    from edgeopt.artifacts.base import TensorSpec
+    from edgeopt.backends.tflite.backend import TfliteBackend
+
+    specs = [TensorSpec("ids", ("batch", "seq"), "int64"), TensorSpec("x", ("batch", 3, 8, 8))]
+    (problem,) = TfliteBackend().check(specs)
+    assert "input 'ids' has dynamic dimension 1 (seq)" in problem and "--input-shape ids:1,<seq>" in problem
