@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 
-.PHONY: setup demo test test-all bench lint clean
+.PHONY: setup demo test test-all bench lint clean chromium
 
 setup: $(VENV)/.installed
 
@@ -17,8 +17,13 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/edgeopt demo --out edgeopt-demo
 
-test: setup
+test: setup chromium
 	$(PY) -m pytest -q
+
+# Headless Chromium renders report.html in tests/report/test_html.py (skipped, with the reason, when absent).
+chromium:
+	@command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || (apt-get update -qq && apt-get install -y -qq chromium) \
+		|| echo "chromium could not be installed; the HTML rendering test will be skipped"
 
 test-all: setup
 	$(PY) -m pytest -q -m ''

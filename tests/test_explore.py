@@ -68,7 +68,7 @@ def test_config_accepts_a_flag_or_a_grid() -> None:
 
 def test_explore_end_to_end(digits_files: dict[str, Any], tmp_path: Path) -> None:
     out = tmp_path / "out"
-    result = edgeopt.compile(
+    edgeopt.compile(
         digits_files["model"],
         example_inputs=torch.randn(1, 1, 8, 8),
         data=digits_files["test"],

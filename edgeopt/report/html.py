@@ -6,7 +6,7 @@ import math
 from html import escape
 from typing import Any
 
-W, H, LEFT, RIGHT, TOP, BOTTOM = 560, 360, 64, 150, 18, 46
+W, H, LEFT, RIGHT, TOP, BOTTOM = 540, 380, 58, 16, 36, 46
 FRONT, DOMINATED, RECOMMENDED, REFERENCE = "#1f6feb", "#b8b8b8", "#e8590c", "#222222"
 METRIC_LABEL = {"top1": "top-1 accuracy (%)", "top1_agreement": "top-1 agreement with the reference (%)"}
 CSS = """
@@ -14,8 +14,8 @@ body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;color:#
 body{max-width:1180px}
 h1{font-size:22px;margin:0 0 8px}h2{font-size:17px;margin:26px 0 8px;border-bottom:1px solid #d0d7de;padding-bottom:4px}
 .meta{color:#57606a;margin:2px 0}.box{background:#f6f8fa;border:1px solid #d0d7de;border-radius:6px;padding:10px 14px}
-.rec b{color:#e8590c}.charts{display:flex;flex-wrap:wrap;gap:18px}figure{margin:0}
-figcaption{color:#57606a;font-size:12px;max-width:560px}
+.rec b{color:#e8590c}.charts{display:flex;flex-wrap:wrap;gap:16px}figure{margin:0}
+figcaption{color:#57606a;font-size:12px;max-width:540px}
 table{border-collapse:collapse;font-size:13px;margin:6px 0}
 th,td{border:1px solid #d0d7de;padding:3px 8px;text-align:left}
 th{background:#f6f8fa}td.num{text-align:right;font-variant-numeric:tabular-nums}
@@ -41,9 +41,13 @@ def _short(name: str, target: str) -> str:
     return name[len(target) + 1 :] if name.startswith(target + "/") else name
 
 
-def _place_labels(items: list[tuple[float, float, str]], width: float, height: float) -> list[tuple[float, float]]:
-    """Label positions beside each point that overlap neither earlier labels nor the plot's edges (greedy)."""
-    placed: list[tuple[float, float, float, float]] = []
+def _place_labels(
+    items: list[tuple[float, float, str]], width: float, height: float, ref_y: float | None
+) -> list[tuple[float, float]]:
+    """Label positions beside each point that overlap no point, earlier label, reference line or edge (greedy)."""
+    placed = [(x - 6, y - 6, x + 6, y + 6) for x, y, _ in items]
+    if ref_y is not None:
+        placed.append((LEFT, ref_y - 2, width - RIGHT, ref_y + 2))
     out = []
     for x, y, text in items:
         w = 5.6 * len(text)
@@ -51,7 +55,7 @@ def _place_labels(items: list[tuple[float, float, str]], width: float, height: f
         for dx, dy in ((8, -7), (8, 13), (8, -19), (8, 25), (-8 - w, -7), (-8 - w, 13), (8, -31), (8, 37)):
             bx, by = x + dx, y + dy
             box = (bx, by - 9, bx + w, by + 2)
-            inside = LEFT < box[0] and box[2] < width - RIGHT + 40 and TOP < box[1] and box[3] < height - BOTTOM
+            inside = LEFT < box[0] and box[2] < width - RIGHT and TOP < box[1] and box[3] < height - BOTTOM
             if inside and not any(b[0] < box[2] and box[0] < b[2] and b[1] < box[3] and box[1] < b[3] for b in placed):
                 spot = (bx, by)
                 break
@@ -112,7 +116,9 @@ def chart_svg(target: str, points: list[dict[str, Any]], reference: dict[str, An
         path = " ".join(f"{sx(p['latency_ms']):.1f},{sy(p['quality']):.1f}" for p in front)
         out.append(f'<polyline class="front" points="{path}" fill="none" stroke="{FRONT}" stroke-width="2"/>')
     ordered = sorted(pts, key=lambda p: (not p["recommended"], not p["pareto"], p["latency_ms"]))
-    spots = _place_labels([(sx(p["latency_ms"]), sy(p["quality"]), _short(p["name"], target)) for p in ordered], W, H)
+    ref_y = sy(reference["quality"]) if reference else None
+    labels = [(sx(p["latency_ms"]), sy(p["quality"]), _short(p["name"], target)) for p in ordered]
+    spots = _place_labels(labels, W, H, ref_y)
     for p, (lx, ly) in zip(ordered, spots, strict=True):
         x, y, color = sx(p["latency_ms"]), sy(p["quality"]), FRONT if p["pareto"] else DOMINATED
         cls = "point front" if p["pareto"] else "point dominated"
@@ -131,21 +137,16 @@ def chart_svg(target: str, points: list[dict[str, Any]], reference: dict[str, An
             f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" fill="{text_color}"{weight}>'
             f"{escape(_short(p['name'], target))}</text>"
         )
-    lx = W - RIGHT + 14
-    legend = [(FRONT, "on the front"), (DOMINATED, "dominated"), (RECOMMENDED, "recommended")]
-    for i, (color, text) in enumerate(legend):
-        y = TOP + 14 + i * 18
-        fill = color if i < 2 else "none"
-        out.append(f'<circle cx="{lx}" cy="{y}" r="5" fill="{fill}" stroke="{color}" stroke-width="2"/>')
-        out.append(f'<text x="{lx + 10}" y="{y + 4}" font-size="11">{text}</text>')
+    legend = [(FRONT, FRONT, "on the front"), (DOMINATED, DOMINATED, "dominated"), ("none", RECOMMENDED, "recommended")]
+    lx = LEFT
+    for fill, stroke, text in legend:
+        out.append(f'<circle cx="{lx + 5}" cy="14" r="5" fill="{fill}" stroke="{stroke}" stroke-width="2"/>')
+        out.append(f'<text x="{lx + 14}" y="18" font-size="11">{text}</text>')
+        lx += 30 + int(6.2 * len(text))
     if reference:
-        y = TOP + 14 + 3 * 18
-        out.append(f'<line x1="{lx - 6}" y1="{y}" x2="{lx + 6}" y2="{y}" stroke="{REFERENCE}" stroke-dasharray="3,2"/>')
-        out.append(f'<text x="{lx + 10}" y="{y + 4}" font-size="11">reference</text>')
-        out.append(
-            f'<text x="{lx + 10}" y="{y + 18}" font-size="10" fill="#57606a">'
-            f"{escape(reference['target'])}, {reference['latency_ms']:.3f} ms</text>"
-        )
+        out.append(f'<line x1="{lx}" y1="14" x2="{lx + 16}" y2="14" stroke="{REFERENCE}" stroke-dasharray="4,3"/>')
+        ref_text = f"reference ({reference['target']}, {reference['latency_ms']:.3f} ms)"
+        out.append(f'<text x="{lx + 20}" y="18" font-size="11">{escape(ref_text)}</text>')
     out.append("</svg>")
     return "\n".join(out)
 
