@@ -95,7 +95,9 @@ def bench_resnet(work: Path, threads: int, iters: int) -> dict[str, Any]:
     result = edgeopt.compile(
         "edgeopt.models.resnet:resnet18_factory", target="ort-cpu",
         calibration=str(REPO / "calibration/imagenet-calib.yaml"), calibration_samples=100, quantize="static",
-        out=str(work / "resnet18"), cache_dir=str(work / "cache"), latency={"iters": 50, "threads": threads},
+        # Random weights: top-1 agreement between near-tied logits says nothing about quantization quality, so no
+        # accuracy budget here (the fallback would keep layers float); this figure is about speed.
+        max_accuracy_drop=100.0, out=str(work / "resnet18"), cache_dir=str(work / "cache"), latency={"iters": 50, "threads": threads},
     )
     wall = time.perf_counter() - t0
     arts = result.artifacts

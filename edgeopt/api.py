@@ -14,7 +14,7 @@ from edgeopt.artifacts.base import Artifact, ArtifactKind, TensorSpec
 from edgeopt.artifacts.loading import load_model
 from edgeopt.cache import Cache
 from edgeopt.config import CompileConfig
-from edgeopt.errors import EdgeoptError, PipelineError
+from edgeopt.errors import ConfigError, EdgeoptError, PipelineError
 from edgeopt.fileio import copy_atomic, ensure_writable_dir
 from edgeopt.passes.base import PassContext
 from edgeopt.passes.registry import REGISTRY
@@ -87,6 +87,37 @@ def _input_specs(cfg: CompileConfig, example_inputs: Any) -> list[TensorSpec] | 
     return None
 
 
+def declared_input_specs(source: Artifact, shapes: dict[str, list[int | str]]) -> list[TensorSpec]:
+    """The model's input specs with `--input-shape` declarations applied (fixes dynamic dims for static targets)."""
+    specs = source.input_specs()
+    if not shapes:
+        return specs
+    by_name = {s.name: s for s in specs}
+    out = {s.name: s for s in specs}
+    for name, dims in shapes.items():
+        key = name or (specs[0].name if len(specs) == 1 else "")
+        if key not in by_name:
+            raise ConfigError(
+                f"--input-shape names '{name}', which is not an input of the model (inputs: {', '.join(by_name)})",
+                "use one of the model's input names",
+            )
+        old = by_name[key]
+        if len(dims) != len(old.shape):
+            raise ConfigError(
+                f"--input-shape for '{key}' has {len(dims)} dims but the model input has {len(old.shape)} "
+                f"({list(old.shape)})",
+                "give one size per dimension",
+            )
+        for i, (want, have) in enumerate(zip(dims, old.shape, strict=True)):
+            if isinstance(want, int) and isinstance(have, int) and have > 0 and want != have and i > 0:
+                raise ConfigError(
+                    f"--input-shape for '{key}' sets dim {i} to {want} but the model fixes it at {have}",
+                    f"use {have}",
+                )
+        out[key] = TensorSpec(key, tuple(dims), old.dtype)
+    return [out[s.name] for s in specs]
+
+
 def _variants_for(target: Target, cfg: CompileConfig) -> list[VariantSpec]:
     specs = list(target.variants)
     if cfg.quantize != "none":
@@ -110,7 +141,7 @@ def plan(cfg: CompileConfig, source: Artifact, ctx: PassContext) -> list[Planned
             problems.append(str(exc))
             continue
         try:
-            problems.extend(f"{target.name}: {p}" for p in target.backend_instance().check(source.input_specs()))
+            problems.extend(f"{target.name}: {p}" for p in target.backend_instance().check(ctx.input_specs))
         except EdgeoptError as exc:
             problems.append(f"{target.name}: {exc}")
         specs = _variants_for(target, cfg)
@@ -207,7 +238,7 @@ def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
             calibration=calib,
             train_data=train,
             eval_data=eval_data,
-            input_specs=source.input_specs(),
+            input_specs=declared_input_specs(source, cfg.input_shapes),
             seed=cfg.seed,
             shared={"source": source, "distill_hard_weight": cfg.distill_hard_weight},  # distill's teacher
         )

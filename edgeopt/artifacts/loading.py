@@ -21,6 +21,10 @@ def load_model(model: Any, input_specs: list[TensorSpec] | None = None) -> Artif
         suffix = path.suffix.lower()
         if suffix == ".onnx":
             return OnnxModel.from_file(path)
+        if suffix == ".tflite":
+            if not path.is_file():
+                raise ModelFileError(f"model file {path} does not exist", "check the path")
+            return open_artifact(ArtifactKind.TFLITE, path)
         if suffix in (".pt2", ".pt", ".pth"):
             if not path.is_file():
                 raise ModelFileError(f"model file {path} does not exist", "check the path")

@@ -51,6 +51,7 @@ class QdqSpec(BaseModel):
     dedicated_qdq_pair: bool = False
     weight_qdq_pair: bool = False
     float_closure: bool = Field(True, description="also keep float the non-compute nodes between float nodes")
+    float_outputs: bool = Field(True, description="graph outputs of Gemm/MatMul stay float (no output Q/DQ)")
     method: str | None = Field(None, description="range method of the table to use; None: the table's own")
     percentile: float | None = None
 
@@ -66,7 +67,7 @@ ORT_X86 = QdqSpec()
 #: where the op types and exclusions say.
 TENSORRT = QdqSpec(
     activation_type="int8", activation_symmetric=True, keep_removable_activations=True, quantize_bias=False,
-    op_types=["Conv", "ConvTranspose", "Gemm", "MatMul"], float_closure=False,
+    op_types=["Conv", "ConvTranspose", "Gemm", "MatMul"], float_closure=False, float_outputs=False,
 )
 
 
@@ -156,6 +157,8 @@ def emit_qdq(
             calibrate_method=CalibrationMethod.MinMax, extra_options=extra, calibration_cache_path=str(cache),
         )
         out = onnx.load(str(dst))
+    if spec.float_outputs and spec.format == "qdq":
+        unquantize_outputs(out)
     protected = protect_float_nodes(out) if spec.format == "qdq" else []
     floats = float_compute_nodes(out)
     quantized = sorted({n.name for n in model.graph.node if n.op_type in COMPUTE_OPS} - set(floats))
@@ -173,6 +176,31 @@ def float_compute_nodes(model: onnx.ModelProto) -> list[str]:
         if src is None or src.op_type != "DequantizeLinear":
             out.append(node.name)
     return sorted(out)
+
+
+def unquantize_outputs(model: onnx.ModelProto, producers_ok: tuple[str, ...] = ("Gemm", "MatMul")) -> list[str]:
+    """Drop the Q/DQ pair on graph outputs written by Gemm/MatMul: ONNX Runtime's QGemm and MatMulIntegerToFloat
+    write float directly, so the pair only rounds the logits (it flips near-tied top-1 classes). Returns the outputs."""
+    g = model.graph
+    producers = {o: n for n in g.node for o in n.output}
+    readers = collections.Counter(i for n in g.node for i in n.input)
+    done: list[str] = []
+    for out in g.output:
+        dq = producers.get(out.name)
+        q = producers.get(dq.input[0]) if dq is not None and dq.op_type == "DequantizeLinear" else None
+        src = producers.get(q.input[0]) if q is not None and q.op_type == "QuantizeLinear" else None
+        if src is None or src.op_type not in producers_ok or readers[q.output[0]] != 1 or readers[q.input[0]] != 1:
+            continue
+        src.output[list(src.output).index(q.input[0])] = out.name
+        g.node.remove(q)
+        g.node.remove(dq)
+        done.append(out.name)
+    if done:
+        used = {i for n in g.node for i in n.input}
+        keep = [i for i in g.initializer if i.name in used]
+        del g.initializer[:]
+        g.initializer.extend(keep)
+    return done
 
 
 def _scalar_initializer(graph: onnx.GraphProto, name: str) -> np.ndarray | None:

@@ -183,6 +183,7 @@ def test_exported_program_without_eager_form_is_refused(tmp_path: Path) -> None:
     torch.export.save(torch.export.export(net, (torch.randn(2, 3, 16, 16),)), str(path))
     art = load_pt2(path, _spec())
     ctx = PassContext(work_dir=tmp_path, shared={"source": art})
+    assert any("needs the model as an nn.Module" in p for p in Prune({"ratio": 0.5}).check(ctx))  # before any work
     with pytest.raises(ModelFileError, match="cannot be pruned or trained.*package.module:factory"):
         Prune({"ratio": 0.5}).run(art, ctx, tmp_path / "out.pt2")
 

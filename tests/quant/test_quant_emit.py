@@ -53,8 +53,12 @@ def _run(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
 def test_u8s8_per_channel_structure(prepared: onnx.ModelProto, table: CalibrationTable) -> None:
     r = emit_qdq(prepared, table, ORT_X86)
     ops = _ops(r.model)
-    # 4 weighted nodes: weight + bias DQs; activations x, r1, r2, r3, p, f, logits get one Q/DQ pair each.
-    assert ops["QuantizeLinear"] == 7 and ops["DequantizeLinear"] == 7 + 8 and "Relu" not in ops
+    # 4 weighted nodes: weight + bias DQs; activations x, r1, r2, r3, p, f get one Q/DQ pair each; the logits
+    # (a graph output written by Gemm) stay float.
+    assert ops["QuantizeLinear"] == 6 and ops["DequantizeLinear"] == 6 + 8 and "Relu" not in ops
+    assert next(n for n in r.model.graph.node if "logits" in n.output).name == "fc"
+    rt = runtime_graph(r.model)  # ORT fuses every group: int8 convs, a float-output QGemm, nothing left unfused
+    assert rt.ops["QLinearConv"] == 3 and rt.ops["QGemm"] == 1 and rt.unfused_dq == 0 and rt.float_kernels == 0
     assert r.quantized_nodes == ["conv1", "conv2", "dwconv", "fc"] and r.float_nodes == [] and r.protected_nodes == []
     for node in r.model.graph.node:
         if node.op_type == "QuantizeLinear":  # activations: uint8, asymmetric, per-tensor
@@ -90,7 +94,9 @@ def test_spec_parameters(prepared: onnx.ModelProto, table: CalibrationTable) -> 
     conv_only = emit_qdq(prepared, table, ORT_X86.model_copy(update={"op_types": ["Conv"]}))
     assert conv_only.float_nodes == ["fc"]
     no_bias = emit_qdq(prepared, table, ORT_X86.model_copy(update={"quantize_bias": False})).model
-    assert _ops(no_bias)["DequantizeLinear"] == 7 + 4
+    assert _ops(no_bias)["DequantizeLinear"] == 6 + 4
+    rounded = emit_qdq(prepared, table, ORT_X86.model_copy(update={"float_outputs": False})).model
+    assert _ops(rounded)["QuantizeLinear"] == 7
     trt = emit_qdq(prepared, table, TENSORRT).model
     for node in trt.graph.node:
         if node.op_type == "QuantizeLinear":  # symmetric int8 activations: zero point 0

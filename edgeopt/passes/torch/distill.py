@@ -21,7 +21,7 @@ from edgeopt.errors import ConfigError
 from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.registry import register_pass
 from edgeopt.passes.torch import finetune  # noqa: F401 - registers the finetune baseline beside distill
-from edgeopt.passes.torch.eager_module import base_sha256, example_args, save_module, trainable_module
+from edgeopt.passes.torch.eager_module import base_sha256, eager_problems, example_args, save_module, trainable_module
 from edgeopt.passes.torch.training import TrainConfig, budget_problems, describe_training, train
 
 DEFAULT_HARD_WEIGHT = 0.5
@@ -65,7 +65,7 @@ class Distill(Pass):
         return self.config  # type: ignore[return-value]
 
     def check(self, ctx: PassContext) -> list[str]:
-        problems = super().check(ctx) + budget_problems(self.name, self.cfg)
+        problems = super().check(ctx) + budget_problems(self.name, self.cfg) + eager_problems(self.name, ctx)
         if not isinstance(ctx.shared.get("source"), TorchModel):
             problems.append("pass 'distill' needs a torch source model as its teacher (ctx.shared['source'])")
         data = ctx.train_data

@@ -121,6 +121,17 @@ def source_module(ctx: PassContext) -> Any:
     return None
 
 
+def eager_problems(name: str, ctx: PassContext) -> list[str]:
+    """A pipeline source that no torch pass can prune or train (a user's .pt2 has no eager form), as a problem."""
+    src = ctx.shared.get("source")
+    if isinstance(src, TorchModel) and is_exported(src) and EAGER_FILE not in read_extra(Path(str(src.path))):
+        return [
+            f"pass '{name}' needs the model as an nn.Module (package.module:factory or an in-memory module); "
+            f"{Path(str(src.path)).name} is a torch.export program, which cannot be pruned or trained"
+        ]
+    return []
+
+
 def trainable_module(model: TorchModel, ctx: PassContext) -> Any:
     """A fresh eager nn.Module computing what `model` computes, safe to prune or train (the input is never touched)."""
     if not is_exported(model):

@@ -13,7 +13,7 @@ from edgeopt.artifacts.base import Artifact, ArtifactKind
 from edgeopt.artifacts.torch_model import TorchModel
 from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.registry import register_pass
-from edgeopt.passes.torch.eager_module import base_sha256, save_module, trainable_module
+from edgeopt.passes.torch.eager_module import base_sha256, eager_problems, save_module, trainable_module
 from edgeopt.passes.torch.training import TrainConfig, budget_problems, describe_training, train
 
 
@@ -39,6 +39,7 @@ class Finetune(Pass):
 
     def check(self, ctx: PassContext) -> list[str]:
         problems = super().check(ctx) + budget_problems(self.name, self.config)  # type: ignore[arg-type]
+        problems += eager_problems(self.name, ctx)
         if ctx.train_data is not None and not ctx.train_data.has_labels:
             problems.append("pass 'finetune' needs labelled training data; for unlabelled data use 'distill'")
         return problems

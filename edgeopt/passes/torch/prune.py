@@ -20,7 +20,7 @@ from edgeopt.evaluate.machine import machine_info, machine_summary
 from edgeopt.passes.base import Pass, PassConfig, PassContext
 from edgeopt.passes.registry import register_pass
 from edgeopt.passes.torch import prune_checks as checks
-from edgeopt.passes.torch.eager_module import base_sha256, example_args, save_module, trainable_module
+from edgeopt.passes.torch.eager_module import base_sha256, eager_problems, example_args, save_module, trainable_module
 from edgeopt.passes.torch.prune_search import LatencyProbe, bisect_ratio
 from edgeopt.passes.torch.training import labelled_batches
 
@@ -72,7 +72,7 @@ class Prune(Pass):
         return self.config  # type: ignore[return-value]
 
     def check(self, ctx: PassContext) -> list[str]:
-        problems = super().check(ctx)
+        problems = super().check(ctx) + eager_problems(self.name, ctx)
         if importlib.util.find_spec("torch_pruning") is None:
             problems.append("pass 'prune' needs Torch-Pruning, which is not installed: pip install 'edgeopt[prune]'")
         if self.cfg.importance == "taylor" and ctx.train_data is None and ctx.calibration is None:
