@@ -35,12 +35,10 @@ class EngineHost:
     @classmethod
     def current(cls, device: int = 0) -> EngineHost:
         """This machine, looked up lazily (no import error when TensorRT or CUDA is missing)."""
-        try:
-            import tensorrt as trt
+        from edgeopt.backends.tensorrt.trt_import import import_tensorrt
 
-            version: str | None = str(trt.__version__)
-        except ImportError:
-            version = None
+        trt = import_tensorrt()
+        version: str | None = str(trt.__version__) if trt is not None else None
         gpu = cc = None
         try:
             import torch

@@ -68,9 +68,9 @@ class TensorrtBackend(Backend):
 
     @classmethod
     def availability(cls) -> str | None:
-        try:
-            import tensorrt  # noqa: F401
-        except ImportError:
+        from edgeopt.backends.tensorrt.trt_import import import_tensorrt
+
+        if import_tensorrt() is None:
             return "TensorRT not installed"
         import torch
 

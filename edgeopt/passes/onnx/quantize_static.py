@@ -31,6 +31,7 @@ def make_evaluator(model: onnx.ModelProto, ctx: PassContext, budget: float | Non
                    threads: int | None, notes: list[str]) -> QuantEvaluator | None:
     """The evaluator of the accuracy budget: eval data when given (labels or not), else the calibration data."""
     if budget is None:
+        notes.append("accuracy not checked (no accuracy budget set)")
         return None
     data, source = (ctx.eval_data, "evaluation") if ctx.eval_data is not None else (ctx.calibration, "calibration")
     if data is None:

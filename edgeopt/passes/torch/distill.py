@@ -62,6 +62,7 @@ class Distill(Pass):
 
     @property
     def cfg(self) -> DistillConfig:
+        """The typed config."""
         return self.config  # type: ignore[return-value]
 
     def check(self, ctx: PassContext) -> list[str]:
@@ -157,10 +158,12 @@ class _FeatureMatch:
         return hook
 
     def clear(self) -> None:
+        """Forget the features of the previous step."""
         self.student_out.clear()
         self.teacher_out.clear()
 
     def loss(self) -> torch.Tensor:
+        """Mean squared error between adapted student features and teacher features, averaged over layers."""
         terms = [
             F.mse_loss(self.adapters[n.replace(".", "_")](self.student_out[n]), self.teacher_out[n].detach())
             for n in self.names
@@ -168,5 +171,6 @@ class _FeatureMatch:
         return torch.stack(terms).mean()
 
     def remove(self) -> None:
+        """Take the hooks off both models."""
         for h in self.hooks:
             h.remove()

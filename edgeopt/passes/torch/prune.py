@@ -69,6 +69,7 @@ class Prune(Pass):
 
     @property
     def cfg(self) -> PruneConfig:
+        """The typed config."""
         return self.config  # type: ignore[return-value]
 
     def check(self, ctx: PassContext) -> list[str]:

@@ -89,6 +89,7 @@ class Checkpoint:
         self.path = Path(folder) / CHECKPOINT if folder is not None else None
 
     def load(self) -> dict[str, Any] | None:
+        """The saved training state, or None (no folder, no file, or an unreadable one)."""
         if self.path is None or not self.path.is_file():
             return None
         try:
@@ -98,12 +99,14 @@ class Checkpoint:
             return None
 
     def save(self, state: dict[str, Any]) -> None:
+        """Write the state atomically (a crash mid-write leaves the previous checkpoint)."""
         if self.path is not None:
             buf = io.BytesIO()
             torch.save(state, buf)
             write_bytes_atomic(self.path, buf.getvalue())
 
     def clear(self) -> None:
+        """Remove the checkpoint once training has finished."""
         if self.path is not None:
             self.path.unlink(missing_ok=True)
 
@@ -123,6 +126,7 @@ class _Display:
             self.task = self.bar.add_task(label, total=total)
 
     def update(self, step: int, loss: float, val: float | None) -> None:
+        """Show the step count, smoothed loss and latest validation accuracy."""
         text = f"{self.label} loss {loss:.4f}" + (f" val {val:.1%}" if val is not None else "")
         if self.bar is not None:
             self.bar.update(self.task, completed=step, description=text)  # type: ignore[arg-type]
@@ -130,6 +134,7 @@ class _Display:
             log.info("%s (step %d/%d)", text, step, self.total)
 
     def close(self) -> None:
+        """Remove the bar from the terminal."""
         if self.bar is not None:
             self.bar.stop()
 
