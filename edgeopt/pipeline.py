@@ -63,6 +63,17 @@ class PipelineResult:
     steps: list[StepRecord]
 
 
+def step_name(step: StepSpec) -> str | None:
+    """The pass name a step spec refers to (name, (name, config), {name: config}, {name: ..} or a Pass)."""
+    if isinstance(step, str):
+        return step
+    if isinstance(step, tuple) and step:
+        return str(step[0])
+    if isinstance(step, dict):
+        return step.get("name") or (next(iter(step)) if len(step) == 1 else None)
+    return getattr(step, "name", None)
+
+
 def _build_step(spec: StepSpec, problems: list[str]) -> Pass | None:
     try:
         if isinstance(spec, Pass):

@@ -17,9 +17,7 @@ _TWO_GB = 2**31 - 1
 def ort_session(model: onnx.ModelProto | Path | str, threads: int | None = None, level: OptLevel = "all",
                 optimized_path: str | None = None, spinning: bool = True) -> ort.InferenceSession:
     """A CPU session with pinned threads on a model file or an in-memory model."""
-    so = session_options(threads, level, optimized_path=optimized_path)
-    if not spinning:
-        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    so = session_options(threads, level, optimized_path=optimized_path, spinning=spinning)
     if isinstance(model, onnx.ModelProto):
         if model.ByteSize() > _TWO_GB:
             raise ValueError("models over 2 GB must be passed as a file path")

@@ -4,28 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgeopt.passes.onnx.quantize import register_quantized_variants
+from edgeopt.passes.onnx.quantize import float_chain, register_quantized_variants
 from edgeopt.passes.registry import REGISTRY
 from edgeopt.targets import Target, VariantSpec
 
 LOWER_PASS = "to_tflite"
-
-
-def _step_name(step: Any) -> str | None:
-    if isinstance(step, str):
-        return step
-    if isinstance(step, tuple) and step:
-        return str(step[0])
-    if isinstance(step, dict):
-        return step.get("name") or (next(iter(step)) if len(step) == 1 else None)
-    return getattr(step, "name", None)
-
-
-def float_onnx_chain(target: Target) -> list[Any]:
-    """The target's FP32 passes before lowering (the ONNX-to-ONNX part quantization goes after)."""
-    fp32 = next((v for v in target.variants if v.precision == "fp32"), None)
-    steps = list(fp32.passes) if fp32 is not None else ["fix_batch", "simplify"]
-    return [s for s in steps if _step_name(s) != LOWER_PASS]
 
 
 def static_served(target: Target) -> bool:
@@ -38,7 +21,7 @@ def static_served(target: Target) -> bool:
 def tflite_variants(target: Target, cfg: Any) -> list[VariantSpec]:
     """'int8': static int8 Q/DQ (int8 activations, per-channel weights) lowered to int8 TFLite kernels, where the
     quantize_static pass serves this target; 'int8-dynamic': TFLite dynamic-range quantization (int8 weights)."""
-    chain = float_onnx_chain(target)
+    chain = float_chain(target, drop=(LOWER_PASS,))
     out: list[VariantSpec] = []
     if cfg.quantize in ("static", "auto") and static_served(target):
         static = {

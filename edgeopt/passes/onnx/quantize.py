@@ -13,6 +13,7 @@ from edgeopt.errors import ConfigError
 from edgeopt.passes.onnx.quantize_dynamic import QuantizeDynamic
 from edgeopt.passes.onnx.quantize_static import QuantizeStatic
 from edgeopt.passes.registry import REGISTRY
+from edgeopt.pipeline import step_name
 from edgeopt.targets import Target, VariantSpec
 
 VariantBuilder = Callable[[Target, Any], list[VariantSpec]]
@@ -44,21 +45,11 @@ def quantized_variants(target: Target, cfg: Any) -> list[VariantSpec]:
     return builder(target, cfg)
 
 
-def _pass_name(step: Any) -> str | None:
-    if isinstance(step, str):
-        return step
-    if isinstance(step, tuple) and step:
-        return str(step[0])
-    if isinstance(step, dict):
-        return step.get("name") or (next(iter(step)) if len(step) == 1 else None)
-    return getattr(step, "name", None)
-
-
-def float_chain(target: Target) -> list[Any]:
-    """The target's FP32 pass chain up to quantization (without ORT's offline fusions)."""
+def float_chain(target: Target, drop: tuple[str, ...] = _NOT_BEFORE_QUANTIZATION) -> list[Any]:
+    """The target's FP32 ONNX-to-ONNX chain that quantization goes after (minus the passes named in `drop`)."""
     fp32 = next((v for v in target.variants if v.precision == "fp32"), None)
     steps = list(fp32.passes) if fp32 is not None else ["dynamic_batch", "simplify"]
-    return [s for s in steps if _pass_name(s) not in _NOT_BEFORE_QUANTIZATION]
+    return [s for s in steps if step_name(s) not in drop]
 
 
 @register_quantized_variants("ort")

@@ -84,7 +84,7 @@ class QuantizeStatic(Pass):
     Config = StaticQuantizeConfig
     needs_calibration = True
     preserves_semantics = False
-    targets = ("ort-cpu",)
+    targets = ("ort-cpu", "tflite-cpu")
     tools = ("onnx", "onnxruntime")
 
     def cache_extra(self, ctx: PassContext) -> dict[str, Any]:
