@@ -276,6 +276,19 @@ class QdqTensorrt(Pass):
 
 @register_quantized_variants("tensorrt")
 def tensorrt_variants(target: Target, cfg: Any) -> list[VariantSpec]:
-    """TensorRT's INT8 variant is part of its target profile (qdq_tensorrt, built when --calibration is given), so
-    --quantize adds none."""
-    return []
+    """`--quantize static|auto` adds 'int8': symmetric Q/DQ placed for TensorRT fusion, from the calibration table."""
+    if cfg.quantize not in ("static", "auto"):
+        return []
+    fp16 = next((v for v in target.variants if v.precision == "fp16"), None)
+    chain = list(fp16.passes) if fp16 is not None else ["dynamic_batch", "simplify"]
+    cal = {"method": cfg.calibration_method}
+    if cfg.calibration_samples:
+        cal["samples"] = cfg.calibration_samples
+    return [
+        VariantSpec(
+            name="int8",
+            precision="int8",
+            passes=[*chain, {"qdq_tensorrt": cal}],
+            description="symmetric INT8 Q/DQ placed for TensorRT fusion; float ops built in FP16",
+        )
+    ]

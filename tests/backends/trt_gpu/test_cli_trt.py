@@ -37,7 +37,7 @@ def _dynamic_h_model(tmp_path: Path) -> Path:
 
 def test_compile_writes_onnx_and_trtexec_command(residual_onnx: Path, residual_npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    assert _compile(residual_onnx, out, "--calibration", str(residual_npz)) == 0
+    assert _compile(residual_onnx, out, "--quantize", "static", "--calibration", str(residual_npz)) == 0
     report = json.loads((out / "report.json").read_text())
     rows = {v["name"]: v for v in report["variants"]}
     why = TensorrtBackend.availability()
@@ -61,7 +61,7 @@ def test_compile_writes_onnx_and_trtexec_command(residual_onnx: Path, residual_n
 
 def test_int8_without_calibration_fails_dry_run(residual_onnx: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    assert _compile(residual_onnx, tmp_path / "out", "--dry-run") == 2
+    assert _compile(residual_onnx, tmp_path / "out", "--quantize", "static", "--dry-run") == 2
     err = capsys.readouterr().err
     assert "trt-gpu/int8" in err and "qdq_tensorrt" in err and "--calibration" in err
 
@@ -94,7 +94,7 @@ def test_asymmetric_qdq_model_is_refused_as_is_and_converted_by_int8(
     ort_default_qdq: Path, residual_npz: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "out"
-    assert _compile(ort_default_qdq, out, "--calibration", str(residual_npz)) == 0
+    assert _compile(ort_default_qdq, out, "--quantize", "static", "--calibration", str(residual_npz)) == 0
     rows = {v["name"]: v for v in json.loads((out / "report.json").read_text())["variants"]}
     fp16 = rows["trt-gpu/fp16"]
     assert fp16["status"].startswith("failed: not TensorRT-ready") and "zero-point" in fp16["status"]
