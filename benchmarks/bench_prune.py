@@ -1,7 +1,7 @@
 """Issue 9 figures: the CIFAR-10 small ResNet pruned to half its MACs and distilled (vs fine-tuned) through
 `edgeopt.compile --explore`, INT8 on top, the report.html screenshot, and ResNet-18's latency-budget search.
 
-Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 8] [--skip-resnet18] [--out runs/bench_prune]
+Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 12] [--skip-resnet18] [--out runs/bench_prune]
 The CIFAR teacher comes from benchmarks/cifar_train.py (trained and cached on first use).
 """
 
@@ -69,7 +69,7 @@ def cifar_frontier(out: Path, cache: Path, epochs: int, threads: int | None) -> 
         "precisions": ["fp32", "int8"] if int8 else ["fp32"],
         # ONNX Runtime's AVX-512 kernels work in blocks of 16 channels: narrower layers are padded back to 16.
         "prune_options": {"round_to": 16},
-        "train_options": {"epochs": epochs, "lr": 0.05, "augment": "crop_flip", "batch_size": 128},
+        "train_options": {"epochs": epochs, "lr": 0.1, "augment": "crop_flip", "batch_size": 128},
     }
     quant = {"quantize": "static", "calibration": str(CALIB / "cifar10-train.yaml"), "calibration_samples": 512}
     start = time.perf_counter()
@@ -158,7 +158,7 @@ def resnet18_latency_budget(out: Path, cache: Path, threads: int | None) -> dict
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=8, help="distill/finetune epochs over the 10k images")
+    parser.add_argument("--epochs", type=int, default=12, help="distill/finetune epochs over the 10k images")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "runs" / "bench_prune"))
     parser.add_argument("--skip-resnet18", action="store_true")
