@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import sys
 import tempfile
 import time
@@ -104,6 +105,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
     torch.manual_seed(0)
+    load0 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as tmp:
         cache, out = Path(tmp) / "cache", Path(tmp) / "out"
         mnist = mnist_compile(cache, out)
@@ -122,7 +124,7 @@ def main() -> None:
     info = machine_info(args.threads)
     print(
         f"Machine: {machine_summary(info)}; torch {info['versions']['torch']}, "
-        f"onnxruntime {info['versions']['onnxruntime']}\n"
+        f"onnxruntime {info['versions']['onnxruntime']}; load average {load0:.1f} -> {os.getloadavg()[0]:.1f}\n"
     )
     print("MNIST CNN (last 9,000 test images):", json.dumps(mnist, indent=1))
     print("\n| model | PyTorch eager ms | ORT FP32 ms | speed-up (median ratio) | rounds | max abs vs torch |")
