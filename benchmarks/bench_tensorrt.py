@@ -45,8 +45,8 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
     """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data."""
     start = time.perf_counter()
     common = {"calibration": str(calib), "cache_dir": str(work / "cache"), "latency": {"iters": 5, "threads": threads}}
-    trt = edgeopt.compile(model, target="trt-gpu", quantize="static", variants=["int8", "fp16"], out=str(work / name / "trt"),
-                          **common)
+    trt = edgeopt.compile(model, target="trt-gpu", quantize="static", variants=["int8", "fp16"],
+                          out=str(work / name / "trt"), **common)
     wall = time.perf_counter() - start
     ort = edgeopt.compile(model, target="ort-cpu", quantize="static", variants=["int8"], out=str(work / name / "ort"),
                           **common)

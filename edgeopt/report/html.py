@@ -41,6 +41,24 @@ def _short(name: str, target: str) -> str:
     return name[len(target) + 1 :] if name.startswith(target + "/") else name
 
 
+def _y_range(ys: list[float], front: list[float], scale: float) -> tuple[float, float]:
+    """The quality axis: every build, unless some lie far below the front; then the front and the reference only."""
+    floor = 0.5 if scale > 1 else 0.0005
+    pad = max((max(ys) - min(ys)) * 0.12, floor)
+    focus = [*front, max(ys)]
+    spread = max(max(focus) - min(focus), floor)
+    if min(ys) >= min(focus) - 3 * spread:
+        return min(ys) - pad, max(ys) + pad
+    pad = max(spread * 0.25, floor)
+    return min(focus) - 2 * pad, max(ys) + pad
+
+
+def _label(p: dict[str, Any], target: str, scale: float, y_lo: float) -> str:
+    """A point's label: the variant name, with its value when it sits clamped below the axis."""
+    name = _short(p["name"], target)
+    return f"{name} ({p['quality'] * scale:.1f}, below)" if p["quality"] * scale < y_lo else name
+
+
 def _place_labels(
     items: list[tuple[float, float, str]], width: float, height: float, ref_y: float | None
 ) -> list[tuple[float, float]]:
@@ -72,14 +90,13 @@ def chart_svg(target: str, points: list[dict[str, Any]], reference: dict[str, An
     xs = [p["latency_ms"] for p in pts]
     ys = [p["quality"] * scale for p in pts] + ([reference["quality"] * scale] if reference else [])
     x_lo, x_hi = 0.0, max(xs) * 1.1
-    pad = max((max(ys) - min(ys)) * 0.12, 0.5 if scale > 1 else 0.0005)
-    y_lo, y_hi = min(ys) - pad, max(ys) + pad
+    y_lo, y_hi = _y_range(ys, [p["quality"] * scale for p in pts if p["pareto"]], scale)
 
     def sx(v: float) -> float:
         return LEFT + (v - x_lo) / (x_hi - x_lo) * (W - LEFT - RIGHT)
 
-    def sy(v: float) -> float:
-        return TOP + (y_hi - v * scale) / (y_hi - y_lo) * (H - TOP - BOTTOM)
+    def sy(v: float) -> float:  # builds far below the front sit on the bottom edge (their label gives the value)
+        return TOP + (y_hi - max(v * scale, y_lo)) / (y_hi - y_lo) * (H - TOP - BOTTOM) - (4 if v * scale < y_lo else 0)
 
     out = [
         f'<svg class="frontier-chart" data-target="{escape(target)}" xmlns="http://www.w3.org/2000/svg" '
@@ -117,7 +134,7 @@ def chart_svg(target: str, points: list[dict[str, Any]], reference: dict[str, An
         out.append(f'<polyline class="front" points="{path}" fill="none" stroke="{FRONT}" stroke-width="2"/>')
     ordered = sorted(pts, key=lambda p: (not p["recommended"], not p["pareto"], p["latency_ms"]))
     ref_y = sy(reference["quality"]) if reference else None
-    labels = [(sx(p["latency_ms"]), sy(p["quality"]), _short(p["name"], target)) for p in ordered]
+    labels = [(sx(p["latency_ms"]), sy(p["quality"]), _label(p, target, scale, y_lo)) for p in ordered]
     spots = _place_labels(labels, W, H, ref_y)
     for p, (lx, ly) in zip(ordered, spots, strict=True):
         x, y, color = sx(p["latency_ms"]), sy(p["quality"]), FRONT if p["pareto"] else DOMINATED
@@ -135,7 +152,7 @@ def chart_svg(target: str, points: list[dict[str, Any]], reference: dict[str, An
         weight = ' font-weight="bold"' if p["recommended"] else ""
         out.append(
             f'<text x="{lx:.1f}" y="{ly:.1f}" font-size="10" fill="{text_color}"{weight}>'
-            f"{escape(_short(p['name'], target))}</text>"
+            f"{escape(_label(p, target, scale, y_lo))}</text>"
         )
     legend = [(FRONT, FRONT, "on the front"), (DOMINATED, DOMINATED, "dominated"), ("none", RECOMMENDED, "recommended")]
     lx = LEFT

@@ -108,7 +108,7 @@ def test_spec_parameters(prepared: onnx.ModelProto, table: CalibrationTable) -> 
 
 
 def test_per_channel_axis_parameter(tmp_path: Path) -> None:
-    from conftest import make_source, mlp  # the quant tests' builders
+    from quant_builders import make_source, mlp  # the quant tests' builders
 
     model = prepare_model(mlp(bias=False), tmp_path)
     x = np.random.default_rng(0).standard_normal((32, 32)).astype(np.float32)
@@ -154,7 +154,7 @@ def test_table_must_cover_the_model(prepared: onnx.ModelProto, table: Calibratio
 
 
 def test_prepare_upgrades_old_opsets(tmp_path: Path) -> None:
-    from conftest import dw_cnn
+    from quant_builders import dw_cnn
 
     old = dw_cnn()
     old.opset_import[0].version = 11

@@ -44,7 +44,7 @@ def test_report_fields_from_the_build(cnn: onnx.ModelProto) -> None:
 
 
 def test_compile_with_quantize_auto(tmp_path: Path, cnn_file: Any, make_data: Any, cnn: onnx.ModelProto) -> None:
-    from conftest import float_predictions
+    from quant_builders import float_predictions
 
     rng = np.random.default_rng(7)
     x = rng.standard_normal((64, 3, 12, 12)).astype(np.float32)

@@ -26,6 +26,7 @@ from edgeopt.passes.base import Pass, PassConfig, PassContext
 from edgeopt.passes.onnx.common import save_onnx
 from edgeopt.passes.onnx.quantize import register_quantized_variants
 from edgeopt.passes.registry import register_pass
+from edgeopt.quant.graph import name_nodes
 from edgeopt.targets import Target, VariantSpec
 
 _QRANGE = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255), TensorProto.INT16: (-32768, 32767),
@@ -38,18 +39,6 @@ class QdqTensorrtConfig(PassConfig):
     method: Literal["minmax", "entropy", "percentile", "mse"] = "minmax"
     percentile: float = 99.99
     samples: int | None = None
-
-
-def name_nodes(model: onnx.ModelProto) -> None:
-    """Give unnamed nodes unique, deterministic names (placement sites are keyed by node name)."""
-    taken = {n.name for n in model.graph.node if n.name}
-    for i, node in enumerate(model.graph.node):
-        if not node.name:
-            name = f"{node.op_type}_{i}"
-            while name in taken:
-                name += "_"
-            node.name = name
-            taken.add(name)
 
 
 def _drop_unused_initializers(graph: onnx.GraphProto) -> None:

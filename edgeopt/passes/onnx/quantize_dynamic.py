@@ -16,7 +16,7 @@ from edgeopt.artifacts.onnx_model import OnnxModel
 from edgeopt.evaluate.machine import machine_info
 from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.onnx.common import save_onnx
-from edgeopt.passes.onnx.quantize_static import make_evaluator, no_quantizable_ops_error, timing_inputs
+from edgeopt.passes.onnx.quantize_static import decision_inputs, make_evaluator, no_quantizable_ops_error, timing_inputs
 from edgeopt.passes.registry import register_pass
 from edgeopt.quant.config import DynamicQuantizeConfig
 from edgeopt.quant.emit import prepare_model
@@ -44,14 +44,7 @@ class QuantizeDynamic(Pass):
 
     def cache_extra(self, ctx: PassContext) -> dict[str, Any]:
         """The evaluation data and the CPU shape the notes and warnings recorded in the output."""
-        cfg: DynamicQuantizeConfig = self.config  # type: ignore[assignment]
-        extra = super().cache_extra(ctx)
-        if cfg.max_accuracy_drop is not None and ctx.eval_data is not None:
-            extra["eval"] = ctx.eval_data.describe()
-        if cfg.speed_check:
-            info = machine_info(cfg.threads)
-            extra["machine"] = {"cpu": info["cpu"], "isa": info["isa"], "threads": cfg.threads}
-        return extra
+        return {**super().cache_extra(ctx), **decision_inputs(self.config, ctx)}
 
     def run(self, model: Artifact, ctx: PassContext, out_path: Path) -> Artifact:
         from onnxruntime.quantization import QuantType, quantize_dynamic

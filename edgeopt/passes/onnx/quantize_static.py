@@ -73,6 +73,17 @@ def no_quantizable_ops_error(model_name: str) -> ConfigError:
     )
 
 
+def decision_inputs(cfg: Any, ctx: PassContext) -> dict[str, Any]:
+    """What besides the model decides a quantize pass's output: eval data (accuracy fallback), CPU (speed check)."""
+    extra: dict[str, Any] = {}
+    if cfg.max_accuracy_drop is not None and ctx.eval_data is not None:
+        extra["eval"] = ctx.eval_data.describe()
+    if cfg.speed_check:
+        info = machine_info(cfg.threads)
+        extra["machine"] = {"cpu": info["cpu"], "isa": info["isa"], "threads": cfg.threads}
+    return extra
+
+
 @register_pass
 class QuantizeStatic(Pass):
     """Static INT8 (QDQ or QOperator) for ONNX Runtime from a streaming calibration table."""
@@ -89,14 +100,7 @@ class QuantizeStatic(Pass):
 
     def cache_extra(self, ctx: PassContext) -> dict[str, Any]:
         """Calibration data, plus the evaluation data (fallback) and the CPU (speed remedies) when they decide."""
-        cfg: StaticQuantizeConfig = self.config  # type: ignore[assignment]
-        extra = super().cache_extra(ctx)
-        if cfg.max_accuracy_drop is not None and ctx.eval_data is not None:
-            extra["eval"] = ctx.eval_data.describe()
-        if cfg.speed_check:
-            info = machine_info(cfg.threads)
-            extra["machine"] = {"cpu": info["cpu"], "isa": info["isa"], "threads": cfg.threads}
-        return extra
+        return {**super().cache_extra(ctx), **decision_inputs(self.config, ctx)}
 
     def run(self, model: Artifact, ctx: PassContext, out_path: Path) -> Artifact:
         if not isinstance(model, OnnxModel):

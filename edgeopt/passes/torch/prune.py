@@ -43,6 +43,7 @@ class PruneConfig(PassConfig):
     tolerance: float = Field(0.02, ge=0, description="a search stops within this fraction under the budget")
     latency_threads: int | None = Field(None, ge=1, description="threads for latency probes; default all cores")
     latency_seconds: float = Field(2.0, gt=0, description="timing per latency probe")
+    latency_margin: float = Field(0.03, ge=0, lt=1, description="a latency search aims this far under the budget")
 
     @model_validator(mode="after")
     def _one_target(self) -> PruneConfig:
@@ -204,6 +205,8 @@ class Prune(Pass):
         probe = LatencyProbe(module, specs, ctx, cfg.latency_threads, cfg.latency_seconds) if cfg.latency else None
         budget = cfg.macs if cfg.macs is not None else cfg.latency
         what = "MAC" if cfg.macs is not None else "latency"
+        # Timings of one probe wander by a few percent on a busy machine: aim under the budget by a margin.
+        aim = budget if probe is None else budget - cfg.latency_margin  # type: ignore[operator]
 
         def cost(ratio: float) -> float:
             if ratio not in tried:
@@ -212,7 +215,7 @@ class Prune(Pass):
                 tried[ratio] = (cand, frac)
             return tried[ratio][1]
 
-        best = bisect_ratio(cost, budget, cfg.max_ratio, cfg.search_steps, cfg.tolerance)
+        best = bisect_ratio(cost, aim, cfg.max_ratio, cfg.search_steps, cfg.tolerance)
         trace = ", ".join(f"{r:.4f}->{f:.1%}" for r, (_, f) in sorted(tried.items()))
         if best is None:
             reached = tried[cfg.max_ratio][1]
@@ -222,7 +225,7 @@ class Prune(Pass):
                 f"keeps {reached:.0%}; {block}",
                 "raise the budget, raise max_ratio, lower round_to or shorten the exclude list",
             )
-        how = f" measured on {probe.describe()}" if probe else ""
+        how = f" (aiming at {aim:.0%}) measured on {probe.describe()}" if probe else ""
         notes.append(f"{what} budget {budget:.0%}{how}: chose ratio {best:.3f} ({cost(best):.1%}); tried {trace}")
         return best, tried[best][0]
 
