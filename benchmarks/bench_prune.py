@@ -150,7 +150,7 @@ def screenshot(html: Path, png: Path) -> bool:
     with tempfile.TemporaryDirectory() as profile:
         flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-                 f"--screenshot={png}", "--window-size=1200,1300", html.as_uri()]  # fmt: skip
+                 f"--screenshot={png}", "--window-size=1200,1300", html.resolve().as_uri()]  # fmt: skip
         subprocess.run([browser, *flags], check=True, capture_output=True, timeout=120)
     return png.is_file()
 

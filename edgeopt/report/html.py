@@ -41,16 +41,14 @@ def _short(name: str, target: str) -> str:
     return name[len(target) + 1 :] if name.startswith(target + "/") else name
 
 
-def _y_range(ys: list[float], front: list[float], scale: float) -> tuple[float, float]:
-    """The quality axis: every build, unless some lie far below the front; then the front and the reference only."""
-    floor = 0.5 if scale > 1 else 0.0005
-    pad = max((max(ys) - min(ys)) * 0.12, floor)
-    focus = [*front, max(ys)]
-    spread = max(max(focus) - min(focus), floor)
-    if min(ys) >= min(focus) - 3 * spread:
-        return min(ys) - pad, max(ys) + pad
-    pad = max(spread * 0.25, floor)
-    return min(focus) - 2 * pad, max(ys) + pad
+def _y_range(ys: list[float], scale: float) -> tuple[float, float]:
+    """The quality axis: the builds within 10 points (0.01 of cosine) of the best; lower ones sit on the bottom edge,
+    so that one broken build does not squash the builds worth comparing into a line."""
+    floor, window = (0.5, 10.0) if scale > 1 else (0.0005, 0.01)
+    top = max(ys)
+    near = [y for y in ys if y >= top - window]
+    pad = max((top - min(near)) * 0.12, floor)
+    return min(near) - pad, top + pad
 
 
 def _label(p: dict[str, Any], target: str, scale: float, y_lo: float) -> str:
@@ -90,7 +88,7 @@ def chart_svg(target: str, points: list[dict[str, Any]], reference: dict[str, An
     xs = [p["latency_ms"] for p in pts]
     ys = [p["quality"] * scale for p in pts] + ([reference["quality"] * scale] if reference else [])
     x_lo, x_hi = 0.0, max(xs) * 1.1
-    y_lo, y_hi = _y_range(ys, [p["quality"] * scale for p in pts if p["pareto"]], scale)
+    y_lo, y_hi = _y_range(ys, scale)
 
     def sx(v: float) -> float:
         return LEFT + (v - x_lo) / (x_hi - x_lo) * (W - LEFT - RIGHT)
