@@ -21,7 +21,7 @@ from onnx import helper, numpy_helper
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeopt.errors import DataError
-from edgeopt.passes.onnx.common import save_onnx
+from edgeopt.passes.onnx.common import drop_unused_initializers, save_onnx
 from edgeopt.quant.calibration_table import CalibrationTable
 from edgeopt.quant.graph import COMPUTE_OPS, activation_tensors, float_closure, name_nodes, static_op_types
 
@@ -196,10 +196,7 @@ def unquantize_outputs(model: onnx.ModelProto, producers_ok: tuple[str, ...] = (
         g.node.remove(dq)
         done.append(out.name)
     if done:
-        used = {i for n in g.node for i in n.input}
-        keep = [i for i in g.initializer if i.name in used]
-        del g.initializer[:]
-        g.initializer.extend(keep)
+        drop_unused_initializers(g)
     return done
 
 
@@ -286,8 +283,5 @@ def protect_float_nodes(model: onnx.ModelProto) -> list[str]:
             g.node.remove(dq)
         fixed.append(node.name)
     if fixed:
-        used = {i for n in g.node for i in n.input}
-        keep = [i for i in g.initializer if i.name in used]
-        del g.initializer[:]
-        g.initializer.extend(keep)
+        drop_unused_initializers(g)
     return fixed

@@ -32,6 +32,14 @@ def constant_value(graph: onnx.GraphProto, name: str) -> np.ndarray | None:
     return None
 
 
+def drop_unused_initializers(graph: onnx.GraphProto) -> None:
+    """Remove initializers that no node reads and no graph output names (after a rewrite orphaned them)."""
+    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    keep = [i for i in graph.initializer if i.name in used]
+    del graph.initializer[:]
+    graph.initializer.extend(keep)
+
+
 def consumers(graph: onnx.GraphProto, name: str) -> list[onnx.NodeProto]:
     """Nodes that read tensor `name` (check before rewriting a tensor that others still use)."""
     return [n for n in graph.node if name in n.input]

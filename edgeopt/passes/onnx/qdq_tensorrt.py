@@ -23,7 +23,7 @@ from edgeopt.backends.tensorrt.placement import (
 )
 from edgeopt.errors import EdgeoptError, ModelFileError
 from edgeopt.passes.base import Pass, PassConfig, PassContext
-from edgeopt.passes.onnx.common import save_onnx
+from edgeopt.passes.onnx.common import drop_unused_initializers, save_onnx
 from edgeopt.passes.onnx.quantize import register_quantized_variants
 from edgeopt.passes.registry import register_pass
 from edgeopt.quant.graph import name_nodes
@@ -39,13 +39,6 @@ class QdqTensorrtConfig(PassConfig):
     method: Literal["minmax", "entropy", "percentile", "mse"] = "minmax"
     percentile: float = 99.99
     samples: int | None = None
-
-
-def _drop_unused_initializers(graph: onnx.GraphProto) -> None:
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
-    keep = [i for i in graph.initializer if i.name in used]
-    del graph.initializer[:]
-    graph.initializer.extend(keep)
 
 
 def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
@@ -150,7 +143,7 @@ def strip_qdq(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, tuple[
             f"the model has {', '.join(left)} nodes outside Q->DQ pairs (an INT8 tensor read by a float op)",
             "export the model in QDQ form (QuantizeLinear always followed by DequantizeLinear)",
         )
-    _drop_unused_initializers(graph)
+    drop_unused_initializers(graph)
     return out, {k: ranges[k] for k in sorted(ranges)}
 
 
@@ -187,7 +180,7 @@ def prune_to_sites(model: onnx.ModelProto, sites: list[Site]) -> int:
             break
         if not changed:
             break
-    _drop_unused_initializers(graph)
+    drop_unused_initializers(graph)
     return removed
 
 
