@@ -20,6 +20,7 @@ from edgeopt.passes.base import PassContext
 from edgeopt.passes.registry import REGISTRY
 from edgeopt.pipeline import Pipeline, PipelineResult
 from edgeopt.progress import Progress
+from edgeopt.quant.record import write_build_files
 from edgeopt.targets import Target, VariantSpec, get_target
 
 log = logging.getLogger(__name__)
@@ -307,10 +308,7 @@ def _build(
     dest = out_dir / "artifacts" / f"{pv.target.name}-{pv.spec.name}{suffix}"
     if art.path is not None:
         copy_atomic(art.path, dest)
-        if pv.spec.precision == "int8":  # quantization: the calibration table beside it (<name>.calibration.json)
-            from edgeopt.quant.record import write_build_files
-
-            write_build_files(art, dest, ctx.shared)
+        write_build_files(art, dest, ctx.shared)  # a no-op unless the build carries a calibration table
     status = "ok"
     why = pv.target.availability()
     if why is not None:
