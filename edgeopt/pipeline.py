@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import shutil
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -224,8 +222,3 @@ _REC_FIELDS = {
     for k in ("config", "parent_sha256", "output_sha256", "wall_s", "size_bytes", "ops", "check", "cached", "notes")
 }
 _REC_FIELDS["pass_name"] = "pass"
-
-
-def clear_dir(path: Path) -> None:
-    """Remove a scratch folder (ignore errors)."""
-    shutil.rmtree(path, ignore_errors=True)

@@ -10,6 +10,7 @@ from edgeopt.cache import tool_versions
 from edgeopt.evaluate.machine import machine_info, machine_summary
 from edgeopt.evaluate.variants import REFERENCE, Measurements
 from edgeopt.fileio import write_json_atomic, write_text_atomic
+from edgeopt.quant.record import report_fields
 from edgeopt.report.frontier import build_frontier
 from edgeopt.report.html import render_html
 from edgeopt.report.markdown import render_markdown
@@ -59,13 +60,8 @@ def build_report(result: Any, source: Artifact, meas: Measurements, data: Any) -
             "passes": [s.to_dict() for s in bv.result.steps] if bv.result else [],
             "notes": [n for s in (bv.result.steps if bv.result else []) for n in s.notes],
         }
-        extra = bv.result.artifact_meta if bv.result and hasattr(bv.result, "artifact_meta") else None
-        if extra:
-            row.update(extra)
         row.update(bv.extra)
-        if pv.spec.precision == "int8" and bv.result is not None:  # quantization record and speed diagnosis
-            from edgeopt.quant.record import report_fields
-
+        if bv.result is not None:  # quantization record and speed diagnosis ({} for unquantized builds)
             row.update(report_fields(bv.result.artifact, row))
         rows.append(row)
     machine = machine_info(meas.threads)
