@@ -14,7 +14,7 @@ from edgeopt.backends.base import reference_runner, run_batched
 from edgeopt.cache import Cache, tool_versions
 from edgeopt.errors import ConfigError, EdgeoptError, PipelineError
 from edgeopt.evaluate.fidelity import compare_outputs
-from edgeopt.fileio import atomic_path
+from edgeopt.fileio import atomic_path, sha256_bytes
 from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.registry import REGISTRY
 from edgeopt.progress import Progress
@@ -139,6 +139,7 @@ class Pipeline:
             raise PipelineError(problems)
         progress = progress or Progress(enabled=False)
         steps: list[StepRecord] = []
+        memo: dict[tuple[str, str], list[np.ndarray]] = {}  # outputs per (artifact, inputs) for the checks
         current = artifact
         for i, p in enumerate(self.passes):
             key_parts = {
@@ -169,7 +170,7 @@ class Pipeline:
                         produced = p.run(current, ctx, tmp)
                     wall = time.perf_counter() - start
                     produced = open_artifact(p.output_kind, out_file)
-                    check = self._check(p, current, produced, ctx, check_inputs)
+                    check = self._check(p, current, produced, ctx, check_inputs, memo)
                     notes = list(ctx.shared.pop("notes", []))
                     record = StepRecord(
                         pass_name=p.name,
@@ -191,8 +192,25 @@ class Pipeline:
             current = out
         return PipelineResult(current, steps)
 
+    @staticmethod
+    def _outputs(art: Artifact, inputs: dict[str, np.ndarray], memo: dict[tuple[str, str], list[np.ndarray]]) -> Any:
+        """Outputs of `art` on `inputs`; a pass's output is the next pass's input, so each is run once."""
+        digest = sha256_bytes(
+            b"".join(k.encode() + np.ascontiguousarray(v).tobytes() for k, v in sorted(inputs.items()))
+        )
+        key = (art.sha256, digest)
+        if key not in memo:
+            memo[key] = run_batched(reference_runner(art, threads=1), inputs)
+        return memo[key]
+
     def _check(
-        self, p: Pass, before: Artifact, after: Artifact, ctx: PassContext, inputs: dict[str, np.ndarray] | None
+        self,
+        p: Pass,
+        before: Artifact,
+        after: Artifact,
+        ctx: PassContext,
+        inputs: dict[str, np.ndarray] | None,
+        memo: dict[tuple[str, str], list[np.ndarray]],
     ) -> dict[str, Any] | None:
         """Compare outputs before/after a pass on real inputs when given, random ones otherwise."""
         if not p.preserves_semantics:
@@ -200,8 +218,8 @@ class Pipeline:
         source = "real"
         if inputs is None:
             inputs, source = before.random_inputs(batch=2, seed=ctx.seed), "random"
-        ref = run_batched(reference_runner(before, threads=1), inputs)
-        got = run_batched(reference_runner(after, threads=1), inputs)
+        ref = self._outputs(before, inputs, memo)
+        got = self._outputs(after, inputs, memo)
         result: dict[str, Any] = {**compare_outputs(ref, got), "inputs": source, "n": len(next(iter(inputs.values())))}
         tol_abs, tol_cos = p.check_tolerance
         scale = max(1.0, float(max(np.max(np.abs(r)) for r in ref)))
