@@ -33,26 +33,22 @@ def sha(path: Path) -> str:
 
 def mnist_compile(cache: Path, out: Path) -> dict:
     """The MNIST acceptance: recipe over the last 9,000 images; top-1, wall time, simplify check, cache reuse."""
-    t0 = time.perf_counter()
-    r1 = edgeopt.compile(
-        str(DATA / "mnist/mnist_cnn.onnx"),
-        target="ort-cpu",
-        data=str(REPO / "calibration/mnist-eval.yaml"),
-        out=str(out / "a"),
-        cache_dir=str(cache),
-        latency={"iters": 50},
-    )
-    wall1 = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    r2 = edgeopt.compile(
-        str(DATA / "mnist/mnist_cnn.onnx"),
-        target="ort-cpu",
-        data=str(REPO / "calibration/mnist-eval.yaml"),
-        out=str(out / "b"),
-        cache_dir=str(cache),
-        latency={"iters": 50},
-    )
-    wall2 = time.perf_counter() - t0
+    runs, walls = [], []
+    for sub in ("a", "b"):  # the second compile must come entirely from the cache
+        t0 = time.perf_counter()
+        runs.append(
+            edgeopt.compile(
+                str(DATA / "mnist/mnist_cnn.onnx"),
+                target="ort-cpu",
+                data=str(REPO / "calibration/mnist-eval.yaml"),
+                out=str(out / sub),
+                cache_dir=str(cache),
+                latency={"iters": 50},
+            )
+        )
+        walls.append(time.perf_counter() - t0)
+    r1, r2 = runs
+    wall1, wall2 = walls
     v1 = r1.report["variants"][1]
     v2 = r2.report["variants"][1]
     simplify = next(p for p in v1["passes"] if p["pass"] == "simplify")
