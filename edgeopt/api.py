@@ -229,6 +229,10 @@ def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
         _input_specs(cfg, example_inputs),
     )
     eval_data = _load_data(options.get("_data_obj", cfg.data), source, "evaluation")
+    if cfg.metric == "top1" and (eval_data is None or not eval_data.has_labels):
+        raise ConfigError("--metric top1 needs labelled evaluation data, and "
+                          + ("no --data was given" if eval_data is None else "the --data has no labels"),
+                          "give --data with labels, or use --metric top1_agreement / cosine")
     calib = _load_data(cfg.calibration, source, "calibration", cfg.calibration_samples)
     train = _load_data(cfg.train, source, "training")
     cache = Cache(Path(cfg.cache_dir) if cfg.cache_dir else None, enabled=cfg.cache)

@@ -31,7 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quantize", choices=["none", "dynamic", "static", "auto"])
     c.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile", "mse"])
     c.add_argument("--calibration-samples", type=int)
-    c.add_argument("--max-accuracy-drop", type=float, help="accuracy budget in top-1 points (default 1.0)")
+    c.add_argument("--max-accuracy-drop", type=float, help="quality budget in points of --metric (default 1.0)")
+    c.add_argument("--metric", choices=["auto", "top1", "top1_agreement", "cosine"],
+                   help="what judges a build against the original (default auto: top1 with labels, else top-1 "
+                        "agreement for class scores, else cosine); cosine for embedding models")
     c.add_argument("--eval-samples", type=int, help="evaluate on the first N samples only")
     c.add_argument("--threads", type=int, help="threads for timing and evaluation (default: all cores)")
     c.add_argument("--iters", type=int, help="timing rounds (default 100)")
@@ -77,6 +80,7 @@ def _compile_config(args: argparse.Namespace) -> Any:
         "calibration_method": args.calibration_method,
         "calibration_samples": args.calibration_samples,
         "max_accuracy_drop": args.max_accuracy_drop,
+        "metric": args.metric,
         "eval_samples": args.eval_samples,
         "seed": args.seed,
         "cache_dir": args.cache_dir,

@@ -9,6 +9,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from edgeopt.errors import ConfigError
+from edgeopt.evaluate.metric import QualityMetric
 from edgeopt.explore.grid import ExploreGrid
 from edgeopt.targets import VariantSpec
 
@@ -42,7 +43,10 @@ class CompileConfig(BaseModel):
     quantize: Literal["none", "dynamic", "static", "auto"] = "none"
     calibration_method: Literal["minmax", "entropy", "percentile", "mse"] = "minmax"
     calibration_samples: int | None = Field(None, ge=1)
-    max_accuracy_drop: float = Field(1.0, ge=0, description="accuracy budget in top-1 points vs the reference")
+    max_accuracy_drop: float = Field(1.0, ge=0, description="quality budget in points of `metric` vs the reference")
+    metric: QualityMetric = Field(
+        "auto", description="what judges a build: top1 (labels), top1_agreement, cosine (embeddings); auto: top1 "
+        "with labels, else agreement for class scores, else cosine")
     eval_batch_size: int = Field(64, ge=1)
     eval_samples: int | None = Field(None, ge=1)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)

@@ -167,6 +167,21 @@ def test_data_that_does_not_fit(conv_onnx: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists()
 
 
+def test_declared_metric(conv_onnx: Path, conv_npz: Path, tmp_path: Path) -> None:
+    """--metric top1 without labels is refused before any work; --metric cosine judges builds by per-sample cosine."""
+    unlabelled = tmp_path / "x.npz"
+    np.savez(unlabelled, x=np.load(conv_npz)["x"])
+    with pytest.raises(ConfigError, match="needs labelled evaluation data"):
+        edgeopt.compile(conv_onnx, data=unlabelled, metric="top1", out=tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    res = edgeopt.compile(conv_onnx, data=conv_npz, metric="cosine", out=tmp_path / "out", cache=False,
+                          latency={"iters": 5})
+    rec = res.report["recommendation"]
+    assert rec["metric"] == "cosine" and "cosine" in rec["rule"]
+    assert res.report["variants"][1]["fidelity"]["sample_cosine_mean"] > 0.9999
+    assert all(p["metric"] == "cosine" for p in res.report["frontier"])
+
+
 def _parity(result: CompileResult, module: torch.nn.Module, shape: tuple[int, ...], ort_run) -> None:
     """The ort-cpu build matches PyTorch within 1e-4, per the report and on a fresh batch of 3."""
     var = result.report["variants"][1]

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import Field
 
+from edgeopt.evaluate.metric import QualityMetric
 from edgeopt.passes.base import PassConfig
 from edgeopt.quant.ranges import DEFAULT_PERCENTILE
 
@@ -37,6 +38,7 @@ class StaticQuantizeConfig(SpeedCheckConfig):
     exclude_op_types: list[str] = Field(default_factory=list)
     exclude_nodes: list[str] = Field(default_factory=list)
     max_accuracy_drop: float | None = Field(1.0, ge=0, description="budget in points vs float; None: no check")
+    metric: QualityMetric = Field("auto", description="what the budget applies to (edgeopt.evaluate.metric)")
     eval_samples: int | None = Field(None, ge=1, description="evaluation samples for the budget (default: all)")
     fallback_steps: int = Field(6, ge=0, description="most re-quantizations while keeping nodes in float")
     max_float_fraction: float = Field(0.5, gt=0, le=1, description="most compute nodes the fallback keeps float")
@@ -51,4 +53,5 @@ class DynamicQuantizeConfig(SpeedCheckConfig):
     reduce_range: bool = False
     exclude_nodes: list[str] = Field(default_factory=list)
     max_accuracy_drop: float | None = Field(None, ge=0, description="budget in points vs float; None: no check")
+    metric: QualityMetric = Field("auto", description="what the budget applies to (edgeopt.evaluate.metric)")
     eval_samples: int | None = Field(None, ge=1)

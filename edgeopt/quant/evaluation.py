@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edgeopt.errors import ConfigError
+from edgeopt.evaluate.fidelity import sample_cosines
 from edgeopt.quant.collector import bind_to, check_batch, model_input_specs
 from edgeopt.quant.session import fixed_batch, ort_session, run
 
@@ -33,7 +35,8 @@ class QuantEvaluator:
     """Runs the float model once, then scores any build of it on the same samples."""
 
     def __init__(self, float_model: onnx.ModelProto, data: Any, *, source: str, samples: int | None = None,
-                 threads: int | None = None, batch_size: int = EVAL_BATCH, use_labels: bool = True) -> None:
+                 threads: int | None = None, batch_size: int = EVAL_BATCH, use_labels: bool = True,
+                 metric: str = "auto") -> None:
         data = bind_to(float_model, data)
         self.data = data.subset(0, samples) if samples is not None and samples < len(data) else data
         self.source = source
@@ -57,6 +60,15 @@ class QuantEvaluator:
         if self.classifier and self.labels and n:
             self.float_value = correct / n
         self.metric = ("top1" if self.labels else "top1_agreement") if self.classifier else "cosine"
+        if metric == "top1" and not use_labels:
+            metric = "auto"  # scored on calibration data: top-1 agreement stands in (the caller notes it)
+        if metric == "cosine" or (metric == "top1_agreement" and self.classifier):
+            self.metric = metric
+        elif metric != "auto" and metric != self.metric:
+            raise ConfigError(
+                f"the quality metric {metric} cannot be measured on the {source} data "
+                f"({'no labels' if metric == 'top1' else 'the output is not class scores'})",
+                "declare --metric cosine (or auto), or give labelled evaluation data for top1")
 
     def describe(self) -> str:
         """What the scores mean, for notes and reports."""
@@ -64,7 +76,7 @@ class QuantEvaluator:
         what = {
             "top1": f"top-1 accuracy on {n} {self.source} samples",
             "top1_agreement": f"top-1 agreement with the float model on {n} {self.source} samples (no labels)",
-            "cosine": f"output cosine similarity with the float model on {n} {self.source} samples (not a classifier)",
+            "cosine": f"mean per-sample output cosine to the float model on {n} {self.source} samples",
         }[self.metric]
         return what
 
@@ -81,12 +93,11 @@ class QuantEvaluator:
         """Score a build of the float model; drop_points > 0 means worse than float."""
         session = ort_session(model, self.threads)
         if self.metric == "cosine":
-            dot = nf = nq = 0.0
+            total = 0.0
             float_iter = self._outputs(self._float_session)
             for (_, out), (_, ref) in zip(self._outputs(session), float_iter, strict=True):
-                r, q = ref.astype(np.float64).ravel(), out.astype(np.float64).ravel()
-                dot, nf, nq = dot + float(r @ q), nf + float(r @ r), nq + float(q @ q)
-            cos = dot / np.sqrt(nf * nq) if nf > 0 and nq > 0 else float(nf == nq)
+                total += float(sample_cosines(ref, out).sum())
+            cos = total / len(self.data) if len(self.data) else 1.0
             return Score("cosine", cos, (1.0 - cos) * 100.0, len(self.data))
         correct = agree = n = 0
         for (batch, out), ref in zip(self._outputs(session), self._float_top1, strict=True):

@@ -65,7 +65,7 @@ def build_report(result: Any, source: Artifact, meas: Measurements, data: Any) -
             row.update(report_fields(bv.result.artifact, row))
         rows.append(row)
     machine = machine_info(meas.threads)
-    rec = recommend(rows[1:], rows[0], result.config.max_accuracy_drop)
+    rec = recommend(rows[1:], rows[0], result.config.max_accuracy_drop, result.config.metric)
     report: dict[str, Any] = {
         "schema": SCHEMA,
         "machine": {**machine, "summary": machine_summary(machine)},
@@ -75,7 +75,7 @@ def build_report(result: Any, source: Artifact, meas: Measurements, data: Any) -
         "variants": rows,
         "recommended": rec["variant"],
         "recommendation": rec,
-        "frontier": build_frontier(rows, rec["variant"]),
+        "frontier": build_frontier(rows, rec["variant"], result.config.metric),
     }
     if getattr(result.config, "explore", None) is not None:
         from edgeopt.explore import explore_summary

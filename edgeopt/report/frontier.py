@@ -4,29 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-METRICS = ("top1", "top1_agreement", "cosine")
-
-
-def quality_metric(rows: list[dict[str, Any]]) -> str | None:
-    """The accuracy figure every build can be compared on: top-1 with labels, else agreement, else cosine."""
-    ref = rows[0] if rows else {}
-    if (ref.get("accuracy") or {}).get("top1") is not None:
-        return "top1"
-    for metric in METRICS[1:]:
-        if any((r.get("fidelity") or {}).get(metric) is not None for r in rows[1:]):
-            return metric
-    return None
-
-
-def quality(row: dict[str, Any], metric: str | None) -> float | None:
-    """A build's value of `metric` (the reference agrees with itself: 1.0)."""
-    if metric == "top1":
-        return (row.get("accuracy") or {}).get("top1")
-    if metric is None:
-        return None
-    if row.get("name") == "reference":
-        return 1.0
-    return (row.get("fidelity") or {}).get(metric)
+from edgeopt.evaluate.metric import resolve_metric, value
 
 
 def dominates(a: dict[str, Any], b: dict[str, Any], keys: tuple[str, ...]) -> bool:
@@ -36,14 +14,17 @@ def dominates(a: dict[str, Any], b: dict[str, Any], keys: tuple[str, ...]) -> bo
     return len(pairs) == len(keys) and all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
 
 
-def build_frontier(rows: list[dict[str, Any]], recommended: str | None) -> list[dict[str, Any]]:
+def build_frontier(
+    rows: list[dict[str, Any]], recommended: str | None, metric: str = "auto"
+) -> list[dict[str, Any]]:
     """One entry per measured build (reference first): its coordinates, whether it is on its target's front of
-    quality vs latency (`pareto`) and of quality vs latency vs size (`pareto_size`), and what dominates it."""
-    metric = quality_metric(rows)
+    quality vs latency (`pareto`) and of quality vs latency vs size (`pareto_size`), and what dominates it.
+    Quality is `metric` (edgeopt.evaluate.metric; auto: top-1 with labels, else agreement, else cosine)."""
+    metric = resolve_metric(metric, rows)
     points: list[dict[str, Any]] = []
     for i, row in enumerate(rows):
         lat = (row.get("latency_ms") or {}).get("median")
-        q = quality(row, metric)
+        q = value(row, metric)
         if row.get("status") != "ok" or lat is None or q is None:
             continue
         points.append(

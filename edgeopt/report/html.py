@@ -111,7 +111,7 @@ def chart_svg(target: str, points: list[dict[str, Any]], reference: dict[str, An
         y = TOP + (y_hi - t) / (y_hi - y_lo) * (H - TOP - BOTTOM)
         out.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{W - RIGHT}" y2="{y:.1f}" stroke="#eef1f4"/>')
         out.append(f'<text x="{LEFT - 6}" y="{y + 4:.1f}" font-size="11" text-anchor="end">{t:g}</text>')
-    label = METRIC_LABEL.get(pts[0]["metric"] if pts else "", "cosine similarity to the reference")
+    label = METRIC_LABEL.get(pts[0]["metric"] if pts else "", "mean per-sample cosine to the reference")
     out.append(
         f'<text x="{(LEFT + W - RIGHT) / 2}" y="{H - 10}" font-size="12" text-anchor="middle">'
         "median latency (ms, lower is better)</text>"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgeopt.evaluate.metric import value
+
 
 def _fmt(v: Any, spec: str, suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
@@ -18,16 +20,15 @@ def render_markdown(report: dict[str, Any]) -> str:
     if report.get("data"):
         d = report["data"]
         lines += [f"Data: {d.get('source', '?')} ({d.get('n', '?')} samples)", ""]
+    metric = (report.get("recommendation") or {}).get("metric") or "top1"
+    column = {"top1": "accuracy", "top1_agreement": "top-1 agreement", "cosine": "cosine (mean per sample)"}[metric]
     lines += [
-        "| variant | target | precision | status | size MB | accuracy | latency ms median | speed-up vs baseline |",
+        f"| variant | target | precision | status | size MB | {column} | latency ms median | speed-up vs baseline |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for v in report["variants"]:
-        acc = (v.get("accuracy") or {}).get("top1")
-        acc_s = "-" if acc is None else f"{acc * 100:.2f}%"
-        if acc is None and v.get("fidelity"):
-            agree = v["fidelity"].get("top1_agreement")
-            acc_s = f"agreement {agree * 100:.2f}%" if agree is not None else f"cosine {v['fidelity']['cosine']:.5f}"
+        q = value(v, metric)
+        acc_s = "-" if q is None else (f"{q:.5f}" if metric == "cosine" else f"{q * 100:.2f}%")
         lat = (v.get("latency_ms") or {}).get("median")
         size = v.get("size_bytes")
         mark = " **(recommended)**" if v["name"] == report.get("recommended") else ""
@@ -58,9 +59,10 @@ def render_markdown(report: dict[str, Any]) -> str:
             continue
         lines.append(f"## {v['name']}")
         if fid:
-            agree = fid.get("top1_agreement")
+            agree, sample_min = fid.get("top1_agreement"), fid.get("sample_cosine_min")
             lines.append(
                 f"- fidelity vs reference: max abs diff {fid['max_abs']:.3g}, cosine {fid['cosine']:.6f}"
+                + (f", lowest per-sample cosine {sample_min:.6f}" if sample_min is not None else "")
                 + (f", top-1 agreement {agree * 100:.2f}%" if agree is not None else "")
                 + (" (random inputs)" if fid.get("inputs") == "random" else "")
             )

@@ -4,42 +4,42 @@ from __future__ import annotations
 
 from typing import Any
 
-AGREEMENT_MIN = 0.99
-COSINE_MIN = 0.999
+from edgeopt.evaluate.metric import LABEL, drop_points, resolve_metric, value
 
 
-def recommend(variants: list[dict[str, Any]], reference: dict[str, Any], max_drop_points: float) -> dict[str, Any]:
-    """Pick the fastest ok variant whose top-1 is within `max_drop_points` of the reference
-    (or, without labels, whose top-1 agreement >= 99% / cosine >= 0.999); explain the choice."""
-    ref_acc = (reference.get("accuracy") or {}).get("top1")
-    rule = (
-        f"fastest build (median latency) whose top-1 is within {max_drop_points:g} points of the reference"
-        if ref_acc is not None
-        else f"fastest build (median latency) with top-1 agreement >= {AGREEMENT_MIN:.0%} "
-        f"(or cosine >= {COSINE_MIN}) against the reference"
-    )
+def recommend(variants: list[dict[str, Any]], reference: dict[str, Any], max_drop_points: float,
+              metric: str = "auto") -> dict[str, Any]:
+    """Pick the fastest ok variant whose quality `metric` (edgeopt.evaluate.metric; auto: top-1 with labels, else
+    top-1 agreement, else cosine) is within `max_drop_points` points of the reference; explain the choice."""
+    metric_used = resolve_metric(metric, [reference, *variants])
+    ref_value = value(reference, metric_used)
+    if metric_used is None or ref_value is None:
+        rule = "fastest build (median latency); no quality figure was measured"
+    elif metric_used == "top1":
+        rule = f"fastest build (median latency) whose top-1 is within {max_drop_points:g} points of the reference"
+    else:
+        rule = (f"fastest build (median latency) whose {LABEL[metric_used]} is >= {1 - max_drop_points / 100:.4g} "
+                f"(a drop of at most {max_drop_points:g} points)")
     candidates, rejected = [], []
     for v in variants:
         if v["status"] != "ok" or not v.get("latency_ms"):
             continue
-        acc = (v.get("accuracy") or {}).get("top1")
-        fid = v.get("fidelity") or {}
-        if ref_acc is not None and acc is not None:
-            drop = (ref_acc - acc) * 100
+        if metric_used is not None and ref_value is not None:
+            got = value(v, metric_used)
+            if got is None:
+                rejected.append(f"{v['name']}: no {LABEL[metric_used]} measured")
+                continue
+            drop = drop_points(metric_used, ref_value, got)
             if drop > max_drop_points:
-                rejected.append(f"{v['name']}: top-1 drop {drop:.2f} points > {max_drop_points:g}")
-                continue
-        else:
-            agree, cos = fid.get("top1_agreement"), fid.get("cosine")
-            if agree is not None and agree < AGREEMENT_MIN:
-                rejected.append(f"{v['name']}: top-1 agreement {agree:.2%} < {AGREEMENT_MIN:.0%}")
-                continue
-            if agree is None and cos is not None and cos < COSINE_MIN:
-                rejected.append(f"{v['name']}: cosine {cos:.4f} < {COSINE_MIN}")
+                shown = {"top1": f"top-1 drop {drop:.2f} points",
+                         "top1_agreement": f"top-1 agreement {got:.2%} (drop {drop:.2f} points)",
+                         "cosine": f"cosine {got:.4f} (drop {drop:.2f} points)"}[metric_used]
+                rejected.append(f"{v['name']}: {shown} > {max_drop_points:g}")
                 continue
         candidates.append(v)
     if not candidates:
-        return {"variant": None, "rule": rule, "reason": "no build met the rule", "rejected": rejected}
+        return {"variant": None, "rule": rule, "reason": "no build met the rule", "rejected": rejected,
+                "metric": metric_used}
     best = min(candidates, key=lambda v: v["latency_ms"]["median"])
     speed = best.get("speedup_vs_baseline")
     reason = f"{best['name']} is the fastest qualifying build"
@@ -50,7 +50,7 @@ def recommend(variants: list[dict[str, Any]], reference: dict[str, Any], max_dro
             if best.get("diagnosis"):  # quantization: say why an INT8 build is slow
                 reason += f" (why: {'; '.join(best['diagnosis'][1:3] or best['diagnosis'][:1])})"
     rejected += _slower_int8(candidates, best)
-    return {"variant": best["name"], "rule": rule, "reason": reason, "rejected": rejected}
+    return {"variant": best["name"], "rule": rule, "reason": reason, "rejected": rejected, "metric": metric_used}
 
 
 def _slower_int8(candidates: list[dict[str, Any]], best: dict[str, Any]) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
 from edgeopt.evaluate.fidelity import FidelityStats, compare_outputs
 
@@ -47,3 +48,14 @@ def test_mismatches_and_zeros() -> None:
     assert zeros["cosine"] == 1.0
     # A single score per sample has no top-1 to agree on.
     assert compare_outputs([np.ones((4, 1))], [np.ones((4, 1))])["top1_agreement"] is None
+
+
+def test_per_sample_cosine_judges_each_embedding() -> None:
+    """A large-norm sample cannot hide a small one that points the wrong way (the overall cosine would)."""
+    ref = np.array([[100.0, 0.0], [0.0, 1.0]], np.float32)
+    got = np.array([[100.0, 0.0], [0.0, -1.0]], np.float32)
+    res = compare_outputs([ref], [got])
+    assert res["cosine"] > 0.999
+    assert res["sample_cosine_mean"] == pytest.approx(0.0) and res["sample_cosine_min"] == pytest.approx(-1.0)
+    zeros = compare_outputs([np.zeros((2, 3), np.float32)], [np.zeros((2, 3), np.float32)])
+    assert zeros["sample_cosine_mean"] == 1.0

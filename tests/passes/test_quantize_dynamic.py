@@ -95,3 +95,33 @@ def test_quantized_variants_unknown_backend() -> None:
     cfg = CompileConfig.build({"model": "m.onnx", "quantize": "static"})
     with pytest.raises(ConfigError, match="not available for target 'odd'.*drop --quantize"):
         quantized_variants(target, cfg)
+
+
+def _uneven_embedder(tmp_path: Path) -> OnnxModel:
+    """x[b,16] -> MatMul(16x8) = an 8-d embedding whose weight column 0 is 1000x larger than the others but reads only
+    x[:, 0], which the data keep at 0: per-tensor int8 scales round the useful columns to zero, per-channel keeps
+    them."""
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((16, 8)) * 0.1).astype(np.float32)
+    w[:, 0] = 0.0
+    w[0, 0] = 100.0
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "emb",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])], [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "emb.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return OnnxModel.from_file(path)
+
+
+def test_dynamic_falls_back_to_per_channel_on_a_declared_cosine_budget(tmp_path: Path) -> None:
+    model = _uneven_embedder(tmp_path)
+    x = np.random.default_rng(1).standard_normal((32, 16)).astype(np.float32)
+    x[:, 0] = 0.0
+    ctx = PassContext(work_dir=tmp_path, eval_data=load_data({"x": x}, model.input_specs()))
+    out = QuantizeDynamic({"max_accuracy_drop": 1.0, "metric": "cosine", "speed_check": False}).run(
+        model, ctx, tmp_path / "out.onnx")
+    record = read_record(out)
+    assert record["score"]["metric"] == "cosine"
+    assert record["per_tensor_score"]["drop_points"] > 50  # the useful columns were rounded away
+    assert record["per_channel"] is True and record["score"]["value"] >= 0.99

@@ -89,3 +89,16 @@ def test_write_reports_and_paths(tmp_path: Path) -> None:
     assert report_path(None, tmp_path) is None
     write_json_atomic(tmp_path / "again.json", {"b": 1, "a": 2})
     assert (tmp_path / "again.json").read_text() == '{\n  "a": 2,\n  "b": 1\n}\n'
+
+
+def test_declared_cosine_judges_an_embedding_model() -> None:
+    """An embedding's argmax is meaningless: with metric cosine, agreement is ignored and the budget applies to the
+    mean per-sample cosine (1 point: >= 0.99)."""
+    ref = _row("reference", None, 2.0)
+    emb = [{**_row("fp32", None, 1.0, agree=0.6), "fidelity": {"top1_agreement": 0.6, "sample_cosine_mean": 1.0}},
+           {**_row("int8-a", None, 0.5, agree=0.4), "fidelity": {"top1_agreement": 0.4, "sample_cosine_mean": 0.97}},
+           {**_row("int8-b", None, 0.6, agree=0.5), "fidelity": {"top1_agreement": 0.5, "sample_cosine_mean": 0.994}}]
+    assert recommend(emb, ref, 1.0)["variant"] is None  # auto judges by agreement and rejects all three
+    rec = recommend(emb, ref, 1.0, metric="cosine")
+    assert rec["variant"] == "int8-b" and rec["metric"] == "cosine"
+    assert rec["rejected"] == ["int8-a: cosine 0.9700 (drop 3.00 points) > 1"] and "cosine" in rec["rule"]

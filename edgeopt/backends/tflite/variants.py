@@ -26,7 +26,7 @@ def tflite_variants(target: Target, cfg: Any) -> list[VariantSpec]:
     if cfg.quantize in ("static", "auto") and static_served(target):
         static = {
             "method": cfg.calibration_method, "samples": cfg.calibration_samples,
-            "max_accuracy_drop": cfg.max_accuracy_drop, "eval_samples": cfg.eval_samples,
+            "max_accuracy_drop": cfg.max_accuracy_drop, "metric": cfg.metric, "eval_samples": cfg.eval_samples,
             "threads": cfg.latency.threads, "format": "qdq", "activation_type": "int8", "speed_check": False,
         }
         out.append(VariantSpec(

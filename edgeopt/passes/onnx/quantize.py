@@ -61,15 +61,16 @@ def ort_variants(target: Target, cfg: Any) -> list[VariantSpec]:
     if cfg.quantize in ("static", "auto"):
         static = {
             "method": cfg.calibration_method, "samples": cfg.calibration_samples,
-            "max_accuracy_drop": cfg.max_accuracy_drop, "eval_samples": cfg.eval_samples, "threads": threads,
-            "format": "auto" if cfg.quantize == "auto" else "qdq",
+            "max_accuracy_drop": cfg.max_accuracy_drop, "metric": cfg.metric, "eval_samples": cfg.eval_samples,
+            "threads": threads, "format": "auto" if cfg.quantize == "auto" else "qdq",
         }
         out.append(VariantSpec(
             name="int8", precision="int8", passes=[*chain, {QuantizeStatic.name: static}],
             description=f"static INT8 (U8S8 Q/DQ, per-channel weights, {cfg.calibration_method} calibration)",
         ))
     if cfg.quantize in ("dynamic", "auto"):
-        dynamic = {"max_accuracy_drop": cfg.max_accuracy_drop, "eval_samples": cfg.eval_samples, "threads": threads}
+        dynamic = {"max_accuracy_drop": cfg.max_accuracy_drop, "metric": cfg.metric, "eval_samples": cfg.eval_samples,
+                   "threads": threads}
         out.append(VariantSpec(
             name="int8-dynamic", precision="int8", passes=[*chain, {QuantizeDynamic.name: dynamic}],
             description="dynamic INT8 (int8 MatMul/Gemm weights, activations quantized at run time)",

@@ -27,10 +27,10 @@ from edgeopt.quant.store import calibrate
 log = logging.getLogger(__name__)
 
 
-def make_evaluator(model: onnx.ModelProto, ctx: PassContext, budget: float | None, samples: int | None,
-                   threads: int | None, notes: list[str]) -> QuantEvaluator | None:
-    """The evaluator of the accuracy budget: eval data when given (labels or not), else the calibration data."""
-    if budget is None:
+def make_evaluator(model: onnx.ModelProto, ctx: PassContext, cfg: Any, notes: list[str]) -> QuantEvaluator | None:
+    """The evaluator of `cfg`'s accuracy budget (max_accuracy_drop, metric, eval_samples, threads): eval data when
+    given (labels or not), else the calibration data."""
+    if cfg.max_accuracy_drop is None:
         notes.append("accuracy not checked (no accuracy budget set)")
         return None
     data, source = (ctx.eval_data, "evaluation") if ctx.eval_data is not None else (ctx.calibration, "calibration")
@@ -38,22 +38,22 @@ def make_evaluator(model: onnx.ModelProto, ctx: PassContext, budget: float | Non
         notes.append("accuracy not checked: no evaluation data")
         return None
     try:
-        evaluator = QuantEvaluator(model, data, source=source, samples=samples, threads=threads,
-                                   use_labels=source == "evaluation")
-    except DataError:
+        evaluator = QuantEvaluator(model, data, source=source, samples=cfg.eval_samples, threads=cfg.threads,
+                                   use_labels=source == "evaluation", metric=cfg.metric)
+    except (DataError, ConfigError):
         raise
     except Exception as exc:  # noqa: BLE001 - ORT's own message for data that does not fit
         first = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise DataError(f"the {source} data does not run on the model ({first})",
                         f"check the {source} recipe's shape, layout and dtype against the model inputs") from exc
-    if source == "calibration":
+    if source == "calibration" and evaluator.metric != "cosine":
         notes.append("no evaluation data: the accuracy budget is checked as top-1 agreement with FP32 on the "
                      "calibration samples (fidelity, not accuracy)")
     elif evaluator.metric == "top1_agreement":
         notes.append("evaluation data has no labels: the accuracy budget is applied to top-1 agreement with FP32 "
                      "(fidelity fallback), not to accuracy")
     elif evaluator.metric == "cosine":
-        notes.append("outputs are not class scores: the budget is applied to 100 x (1 - cosine) against FP32")
+        notes.append(f"the budget is applied to 100 x (1 - mean per-sample cosine) against FP32 on the {source} data")
     return evaluator
 
 
@@ -117,7 +117,7 @@ class QuantizeStatic(Pass):
         )
         notes = [f"calibration: {cfg.method}{f' {cfg.percentile:g}' if cfg.method == 'percentile' else ''} "
                  f"on {table.samples} samples, {len(table.tensors)} tensors (streamed, one pass)"]
-        evaluator = make_evaluator(prepared, ctx, cfg.max_accuracy_drop, cfg.eval_samples, cfg.threads, notes)
+        evaluator = make_evaluator(prepared, ctx, cfg, notes)
         search = StaticSearch(
             prepared, table, cfg, evaluator=evaluator, calibration=ctx.calibration,
             timing_inputs=timing_inputs(model, ctx) if cfg.speed_check else None, work_dir=ctx.work_dir,
