@@ -16,6 +16,7 @@ _PASS_MODULES = (
     "edgeopt.passes.torch.export_onnx",
     "edgeopt.passes.onnx.simplify",
     "edgeopt.passes.onnx.ort_optimize",
+    "edgeopt.passes.onnx.fuse_transformer",
     "edgeopt.passes.onnx.batch",
 )
 

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from edgeopt.errors import ConfigError
+from edgeopt.passes.onnx.fuse_transformer import FuseTransformer
 from edgeopt.passes.onnx.quantize_dynamic import QuantizeDynamic
 from edgeopt.passes.onnx.quantize_static import QuantizeStatic
 from edgeopt.passes.registry import REGISTRY
@@ -72,8 +73,10 @@ def ort_variants(target: Target, cfg: Any) -> list[VariantSpec]:
         dynamic = {"max_accuracy_drop": cfg.max_accuracy_drop, "metric": cfg.metric, "eval_samples": cfg.eval_samples,
                    "threads": threads}
         out.append(VariantSpec(
-            name="int8-dynamic", precision="int8", passes=[*chain, {QuantizeDynamic.name: dynamic}],
-            description="dynamic INT8 (int8 MatMul/Gemm weights, activations quantized at run time)",
+            name="int8-dynamic", precision="int8",
+            passes=[*chain, FuseTransformer.name, {QuantizeDynamic.name: dynamic}],
+            description="dynamic INT8 (int8 MatMul/Gemm weights, activations quantized at run time), after ORT's "
+                        "transformer fusions",
         ))
     return out
 

@@ -39,7 +39,8 @@ def _quantize(prepared: onnx.ModelProto, cfg: DynamicQuantizeConfig, per_channel
         save_onnx(prepared, src)
         quantize_dynamic(str(src), str(dst), op_types_to_quantize=list(cfg.op_types), per_channel=per_channel,
                          reduce_range=cfg.reduce_range, weight_type=QuantType.QInt8,
-                         nodes_to_exclude=list(cfg.exclude_nodes))
+                         nodes_to_exclude=list(cfg.exclude_nodes),
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # fused contrib ops
         return onnx.load(str(dst))
 
 
