@@ -1,4 +1,4 @@
-"""Lowering of elementwise ops: arithmetic, comparisons, activations, Cast, Where, Erf (by decomposition)."""
+"""Lowering of elementwise ops: arithmetic, comparisons, activations, Cast, Where, Erf and IsNaN (by decomposition)."""
 
 from __future__ import annotations
 
@@ -243,3 +243,12 @@ def lower_where(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     ]
     _, out = ctx.new_value(node.output[0], perm, dtype)
     ctx.emit("SELECT_V2", ins, [out], ctx.opts("SelectV2Options"))
+
+
+def lower_isnan(ctx: LoweringContext, node: onnx.NodeProto) -> None:
+    """IsNaN (no TFLite builtin) -> NOT_EQUAL(x, x): NaN is the only value that differs from itself."""
+    x = node.input[0]
+    v = ctx.value(x)
+    src = ctx.float_tensor(x)
+    _, out = ctx.new_value(node.output[0], v.perm, "bool")
+    ctx.emit("NOT_EQUAL", [src, src], [out], ctx.opts("NotEqualOptions"))

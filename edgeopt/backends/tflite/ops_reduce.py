@@ -1,4 +1,4 @@
-"""Lowering of reductions and normalizations: Softmax, ReduceMean/Sum/Max/Min, LayerNormalization."""
+"""Lowering of reductions and normalizations: Softmax, ReduceMean/Sum/Max/Min/L1/L2/SumSquare, LayerNormalization."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from edgeopt.backends.tflite.quant import QParams, int8_table_ok, rescale_ok
 
 _SOFTMAX_INT8 = QParams((1 / 256,), (-128,))
 _REDUCERS = {"ReduceMean": "MEAN", "ReduceSum": "SUM", "ReduceMax": "REDUCE_MAX", "ReduceMin": "REDUCE_MIN"}
+# Norm-like reductions: SUM between an elementwise op before (None: x * x) and one after (None: nothing).
+_SUM_OF = {"ReduceL1": ("ABS", None), "ReduceL2": (None, "SQRT"), "ReduceSumSquare": (None, None)}
 
 
 def _last_axis_layout(perm: Perm, axis: int) -> Perm:
@@ -85,6 +87,31 @@ def lower_reduce(ctx: LoweringContext, node: onnx.NodeProto) -> None:
         return
     _, out = ctx.new_value(out_name, perm)
     ctx.emit(op, [ctx.float_tensor(x), axes_t], [out], opts)
+
+
+def lower_reduce_sum_of(ctx: LoweringContext, node: onnx.NodeProto) -> None:
+    """ReduceL1 -> ABS, SUM; ReduceL2 -> MUL(x, x), SUM, SQRT; ReduceSumSquare -> MUL(x, x), SUM (float)."""
+    x = node.input[0]
+    v = ctx.value(x)
+    axes = _reduce_axes(ctx, node, len(v.shape))
+    if not axes:
+        raise unsupported_variant(node, "empty axes with noop_with_empty_axes=1", "reduce over explicit axes")
+    before, after = _SUM_OF[node.op_type]
+    out_name = node.output[0]
+    src = ctx.float_tensor(x)
+    mapped = ctx.scratch(out_name + "_elementwise", physical_shape(v.shape, v.perm))
+    if before is None:
+        ctx.emit("MUL", [src, src], [mapped], ctx.opts("MulOptions"))
+    else:
+        ctx.emit(before, [src], [mapped])
+    keep = bool(node_attrs(node).get("keepdims", 1))
+    perm = v.perm if keep else drop_axes(v.perm, set(axes))
+    out = ctx.new_value(out_name, perm)[1]
+    total = out if after is None else ctx.scratch(out_name + "_sum", physical_shape(ctx.shape(out_name), perm))
+    axes_t = ctx.int32_const(sorted(v.perm.index(a) for a in axes), "reduce_axes")
+    ctx.emit("SUM", [mapped, axes_t], [total], ctx.opts("ReducerOptions", keepDims=keep))
+    if after is not None:
+        ctx.emit(after, [total], [out])
 
 
 def lower_layer_norm(ctx: LoweringContext, node: onnx.NodeProto) -> None:

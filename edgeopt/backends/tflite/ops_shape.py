@@ -1,4 +1,5 @@
-"""Lowering of data-movement ops: Reshape family, Transpose (free), Concat, Split, Slice, Pad, Gather, Expand, Tile."""
+"""Lowering of data-movement ops: Reshape family, Transpose (free), Concat, Split, Slice, Pad, Gather(ND), Expand,
+Tile."""
 
 from __future__ import annotations
 
@@ -208,6 +209,27 @@ def lower_gather(ctx: LoweringContext, node: onnx.NodeProto) -> None:
         return
     out = _new_like(ctx, out_name, v, identity(len(ctx.shape(out_name))))
     ctx.emit("GATHER", [ctx.tensor(data, identity(rank)), idx_t], [out], ctx.opts("GatherOptions", axis=axis))
+
+
+def lower_gather_nd(ctx: LoweringContext, node: onnx.NodeProto) -> None:
+    """GatherND (batch_dims 0) -> GATHER_ND on data in ONNX layout; constant indices are made non-negative int32."""
+    if int(node_attrs(node).get("batch_dims", 0)) != 0:
+        raise unsupported_variant(node, "batch_dims > 0", "export with batch_dims 0 (or fold the batch first)")
+    data, indices = node.input[0], node.input[1]
+    v = ctx.value(data)
+    if ctx.is_const(indices):
+        idx = np.asarray(ctx.const(indices)).astype(np.int64)
+        dims = np.asarray(v.shape[: idx.shape[-1]], np.int64)
+        idx_t = ctx.const_tensor(np.where(idx < 0, idx + dims, idx).astype(np.int32), indices + "_i32", "int32")
+    else:
+        idx_t = ctx.tensor(indices)  # computed indices must be non-negative: GATHER_ND does not wrap them
+    out_name = node.output[0]
+    perm = identity(len(ctx.shape(out_name)))
+    if v.is_const:
+        out = ctx.new_value(out_name, perm, ctx.graph.dtypes.get(out_name, "float32"))[1]
+    else:
+        out = _new_like(ctx, out_name, v, perm)
+    ctx.emit("GATHER_ND", [ctx.tensor(data, identity(len(v.shape))), idx_t], [out], ctx.opts("GatherNdOptions"))
 
 
 def lower_expand(ctx: LoweringContext, node: onnx.NodeProto) -> None:

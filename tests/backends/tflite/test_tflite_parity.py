@@ -108,6 +108,29 @@ def attention_scores() -> onnx.ModelProto:
     return make_model(nodes, {"x": (1, 2, 5, 8), "k": (1, 2, 5, 8)}, ["y"])
 
 
+def gather_nd_mask() -> onnx.ModelProto:
+    """MiniLM's SDPA export: the bool attention mask re-indexed by a constant GatherND ([1,1,1,S,2] indices)."""
+    seq = 6
+    idx = np.stack([np.zeros(seq, np.int64), np.arange(seq)], -1).reshape(1, 1, 1, seq, 2)
+    nodes = [N("Cast", ["mask"], ["mb"], to=onnx.TensorProto.BOOL), N("GatherND", ["mb", "idx"], ["g"]),
+             N("Where", ["g", "zero", "big"], ["bias"]), N("Add", ["x", "bias"], ["y"])]
+    inits = {"idx": idx, "zero": f32(0.0), "big": f32(-1e4)}
+    return make_model(nodes, {"x": (1, 2, seq, seq), "mask": (1, seq)}, ["y"], inits, dtypes={"mask": "int64"})
+
+
+def softmax_nan_guard() -> onnx.ModelProto:
+    """MiniLM's SDPA export: Where(IsNaN(softmax), 0, softmax) before the value MatMul."""
+    nodes = [N("MatMul", ["x", "k"], ["s"]), N("Softmax", ["s"], ["p"], axis=-1), N("IsNaN", ["p"], ["nan"]),
+             N("Where", ["nan", "zero", "p"], ["pz"]), N("MatMul", ["pz", "x"], ["y"])]
+    return make_model(nodes, {"x": (1, 2, 5, 8), "k": (1, 2, 8, 5)}, ["y"], {"zero": f32(0.0)})
+
+
+def l2_normalize() -> onnx.ModelProto:
+    """Sentence-embedding normalization as torch exports it: x / max(ReduceL2(x, keepdims), eps)."""
+    nodes = [N("ReduceL2", ["x", "a"], ["n"], keepdims=1), N("Clip", ["n", "eps"], ["c"]), N("Div", ["x", "c"], ["y"])]
+    return make_model(nodes, {"x": (1, 16)}, ["y"], {"a": i64(1), "eps": f32(1e-12)}, opset=18)
+
+
 @dataclass(frozen=True)
 class Case:
     """One parity case: the model, the float32 tolerance and the int8 one (None: no int8 case)."""
@@ -215,6 +238,18 @@ CASES: dict[str, Case] = {
                                 1e-6),
     "matmul_gather": Case(lambda: seq_model([N("MatMul", ["x", "w"], ["m"]), N("Gather", ["m", "i"], ["y"], axis=1)],
                                             {"w": w(11, 16, 8), "i": np.asarray(-1)}), 1e-5, 2),
+    "gather_nd_constant_indices": Case(lambda: seq_model([N("GatherND", ["x", "i"], ["y"])],
+                                                         {"i": i64(0, 1, 0, 3, 0, -1).reshape(3, 2)}), 1e-6),
+    "gather_nd_full_index": Case(lambda: seq_model([N("GatherND", ["x", "i"], ["y"])],
+                                                   {"i": i64(0, 4, 15, 0, 0, -2).reshape(2, 3)}), 1e-6),
+    "gather_nd_bool_mask": Case(gather_nd_mask, 1e-6),
+    "softmax_isnan_where": Case(softmax_nan_guard, 1e-5),
+    "reduce_l2_channels": Case(lambda: conv_then(N("ReduceL2", ["c", "a"], ["y"], keepdims=1),
+                                                 inits={"a": i64(1)}, opset=18), 1e-5),
+    "reduce_l1_spatial": Case(lambda: conv_then(N("ReduceL1", ["c"], ["y"], axes=[2, 3], keepdims=0)), 1e-5),
+    "reduce_sum_square_last": Case(lambda: seq_model([N("ReduceSumSquare", ["x"], ["y"], axes=[-1], keepdims=0)]),
+                                   1e-5),
+    "l2_normalize": Case(l2_normalize, 1e-6),
     "identity_dropout": Case(lambda: conv_then(N("Identity", ["c"], ["d"]), N("Dropout", ["d"], ["y"])), 1e-5),
     "cast_equal_where": Case(attention_mask, 1e-6),
     "expand_tile": Case(lambda: seq_model([N("Expand", ["x", "s"], ["e"]), N("Tile", ["e", "r"], ["y"])],
@@ -263,3 +298,22 @@ def test_int8_parity(name: str, tmp_path: Path) -> None:
         step = scales[out.name] or 1e-5 * max(1.0, float(np.max(np.abs(r))))
         steps = float(np.max(np.abs(r - g))) / step
         assert steps <= case.int8, f"{name}/{out.name}: {steps:.2f} quantization steps off (> {case.int8})"
+
+
+def test_isnan_finds_nan_in_any_layout(tmp_path: Path) -> None:
+    """IsNaN -> NOT_EQUAL(x, x): NaN inputs (which random feeds never hold) are found, in ONNX and NHWC layout."""
+    nodes = [N("IsNaN", ["x"], ["m"]), N("Where", ["m", "zero", "x"], ["y"])]
+    flat = make_model(nodes, {"x": (2, 6)}, ["y", "m"], {"zero": f32(0.0)}, dtypes={"m": "bool"})
+    x = np.random.default_rng(3).standard_normal((2, 6)).astype(np.float32)
+    x[0, 1] = x[1, 4] = np.nan
+    ref = run_ort(flat, {"x": x})
+    got = run_tflite(to_tflite(flat, tmp_path / "flat.tflite"), {"x": x})
+    np.testing.assert_array_equal(got[1], ref[1])
+    np.testing.assert_array_equal(got[0], ref[0])  # NaN replaced by 0 in both
+    keep = f32(1, 0, 1, 1, 0, 1, 1, 1).reshape(1, 8, 1, 1)  # channels 1 and 4 become 0 / 0 = NaN
+    nhwc = conv_then(N("Mul", ["c", "keep"], ["k"]), N("Div", ["k", "k"], ["d"]), N("IsNaN", ["d"], ["m"]),
+                     N("Where", ["m", "zero", "c"], ["y"]), inits={"keep": keep, "zero": f32(0.0)})
+    feeds = random_feeds(nhwc)
+    ref, got = run_ort(nhwc, feeds), run_tflite(to_tflite(nhwc, tmp_path / "nhwc.tflite"), feeds)
+    assert np.all(ref[0][:, [1, 4]] == 0) and np.all(ref[0][:, [0, 2]] != 0)
+    assert _rel_err(ref, got) <= 1e-6
