@@ -55,7 +55,7 @@ def fully_connected(
         ctx.set_int8(out_name, identity(rank), out, q_out, q_out)
         return
     if ctx.options.precision == "dynamic_int8" and weights.size >= ctx.options.min_weight_elements:
-        wq, wp = quantize_symmetric(weights, None)
+        wq, wp = quantize_symmetric(weights, 0)
         filt = ctx.const_tensor(wq, wname, "int8", wp.spec())
         opts.asymmetricQuantizeInputs = True
     else:

@@ -91,6 +91,26 @@ def test_dynamic_int8_quantizes_large_weights_only(tmp_path: Path) -> None:
     assert cos > 0.995 and np.max(np.abs(got - ref)) <= 0.1 * np.max(np.abs(ref))
 
 
+def test_dynamic_int8_fully_connected_has_per_channel_weights(tmp_path: Path) -> None:
+    """Rows of very different magnitude (as in BERT's feed-forward layers) keep their precision: one scale per row."""
+    rng = np.random.default_rng(0)
+    weights = (rng.standard_normal((64, 48)) * np.geomspace(1e-3, 1.0, 64)[:, None]).astype(np.float32)
+    model = make_model([N("Gemm", ["x", "w", "b"], ["y"], transB=1)], {"x": (4, 48)}, ["y"],
+                       {"w": weights, "b": w(9, 64, scale=1e-3)})
+    art = to_tflite(model, tmp_path / "m.tflite", precision="dynamic_int8", min_weight_elements=1024)
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(art.path)).get_tensor_details()
+    (filt,) = [d for d in details if d["dtype"] == np.int8]
+    assert filt["quantization_parameters"]["scales"].size == 64
+    assert filt["quantization_parameters"]["quantized_dimension"] == 0
+    feeds = random_feeds(model)
+    ref, got = run_ort(model, feeds)[0], run_tflite(art, feeds)[0]
+    # per output column, relative to that column's scale: per-tensor weights leave the small rows ~1% accurate
+    rel = np.max(np.abs(got - ref), axis=0) / np.max(np.abs(ref), axis=0)
+    assert float(np.max(rel)) < 0.05, float(np.max(rel))
+
+
 @pytest.fixture(scope="module")
 def qdq_cnn(tmp_path_factory: pytest.TempPathFactory) -> object:
     return quantize_qdq(cnn(), tmp_path_factory.mktemp("qdq"))
