@@ -140,10 +140,10 @@ class OvRunner:
 
 
 class OrtRunner:
-    """An ONNX Runtime session as edgeopt's ort backend makes it (level 'all', pinned threads, no spinning)."""
+    """An ONNX Runtime session as edgeopt's ort backend makes it (level 'all', pinned threads, spinning during runs)."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        self.session = _runner(path, threads, spinning=False)
+        self.session = _runner(path, threads)
         self.name = self.session.get_inputs()[0].name
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
@@ -194,7 +194,7 @@ def ort_op_profile(path: Path, x: np.ndarray, threads: int, runs: int = 100) -> 
     from edgeopt.backends.ort.backend import session_options
 
     with tempfile.TemporaryDirectory() as tmp:
-        so = session_options(threads, "all", optimized_path=str(Path(tmp) / "opt.onnx"), spinning=False)
+        so = session_options(threads, "all", optimized_path=str(Path(tmp) / "opt.onnx"))
         so.enable_profiling = True
         so.profile_file_prefix = str(Path(tmp) / "profile")
         session = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])

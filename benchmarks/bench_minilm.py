@@ -2,10 +2,11 @@
 
 The sentence encoder (BERT, 6 layers, hidden 384, 12 heads) is wrapped as an nn.Module that returns the pooled sentence
 embedding exactly as the package's SentenceTransformer does (mean over the attention mask, then L2 normalization).
-edgeopt.compile exports it and builds its INT8 variants (`--quantize dynamic` by default, or auto) with `metric="cosine"`
-declared (an embedding is not class scores), so the budget, the per-channel fallback and the recommendation all use
-100 x (1 - mean per-sentence cosine) <= 1 (cosine >= 0.99). The data are 200 English sentences written below, tokenized
-by the model's own tokenizer and padded to 128 tokens, stored as an .npz with one array per model input.
+edgeopt.compile exports it and builds its INT8 variants (`--quantize dynamic` by default, or auto) with
+`metric="cosine"` declared (an embedding is not class scores), so the budget, the per-channel fallback and the
+recommendation all use 100 x (1 - mean per-sentence cosine) <= 1 (cosine >= 0.99). The data are 200 English
+sentences written below, tokenized by the model's own tokenizer and padded to 128 tokens, stored as an .npz with one
+array per model input.
 
 Compared, in one process, interleaved (time_interleaved, batch 1, pinned threads, median of per-round ratios):
 - ORT FP32 (edgeopt's ort-cpu/fp32 build), the baseline of every speed-up;
@@ -345,10 +346,10 @@ def ort_recipe(onnx_path: Path, work: Path) -> dict[str, Any]:
 
 
 class OrtEmbedder:
-    """An ONNX Runtime session as edgeopt's ort backend makes it (level 'all', pinned threads, no spinning)."""
+    """An ONNX Runtime session as edgeopt's ort backend makes it (level 'all', pinned threads, spinning during runs)."""
 
     def __init__(self, path: Path, threads: int) -> None:
-        self.session = _runner(path, threads, spinning=False)
+        self.session = _runner(path, threads)
         self.names = [i.name for i in self.session.get_inputs()]
 
     def __call__(self, feed: dict[str, np.ndarray]) -> np.ndarray:

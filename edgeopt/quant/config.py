@@ -48,7 +48,8 @@ class StaticQuantizeConfig(SpeedCheckConfig):
 class DynamicQuantizeConfig(SpeedCheckConfig):
     """Dynamic INT8: int8 weights, activations quantized at run time (MatMul/Gemm-heavy models)."""
 
-    op_types: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Attention", "LSTM", "GRU"])
+    # Gather: embedding tables (int8 rows, dequantized on lookup) — the bulk of a transformer encoder's file.
+    op_types: list[str] = Field(default_factory=lambda: ["MatMul", "Gemm", "Attention", "LSTM", "GRU", "Gather"])
     per_channel: bool = False
     reduce_range: bool = False
     exclude_nodes: list[str] = Field(default_factory=list)

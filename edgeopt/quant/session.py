@@ -9,13 +9,13 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from edgeopt.backends.ort.backend import OptLevel, session_options
+from edgeopt.backends.ort.backend import OptLevel, Spinning, session_options
 
 _TWO_GB = 2**31 - 1
 
 
 def ort_session(model: onnx.ModelProto | Path | str, threads: int | None = None, level: OptLevel = "all",
-                optimized_path: str | None = None, spinning: bool = True) -> ort.InferenceSession:
+                optimized_path: str | None = None, spinning: Spinning = "during_run") -> ort.InferenceSession:
     """A CPU session with pinned threads on a model file or an in-memory model."""
     so = session_options(threads, level, optimized_path=optimized_path, spinning=spinning)
     if isinstance(model, onnx.ModelProto):

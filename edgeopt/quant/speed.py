@@ -27,13 +27,12 @@ def time_builds(
 ) -> LatencyResult:
     """Median latencies of several builds timed in one interleaved run; speed-ups against 'fp32'.
 
-    The sessions do not spin-wait: with several sessions on few cores, one session's idle pool spinning after its
-    run steals the core the next session needs (measured: FP32 ResNet-18 34.7 ms instead of 18.4 ms on 2 cores),
-    which penalizes the shorter INT8 runs most. A deployed model runs one session, so this is the fairer estimate.
+    Sessions spin-wait only while a run is in flight, as the ort backend's sessions do (edgeopt.backends.ort.backend,
+    `spinning`): an idle session's pool spinning after its run would steal the core the next session needs.
     """
     fns = {}
     for name, model in models.items():
-        session = ort_session(model, threads, spinning=False)
+        session = ort_session(model, threads)
         feed = feeds(session, inputs)
         fns[name] = lambda s=session, f=feed: s.run(None, f)
     baseline = FLOAT_BASELINE if FLOAT_BASELINE in models else None

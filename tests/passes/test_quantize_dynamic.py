@@ -125,3 +125,25 @@ def test_dynamic_falls_back_to_per_channel_on_a_declared_cosine_budget(tmp_path:
     assert record["score"]["metric"] == "cosine"
     assert record["per_tensor_score"]["drop_points"] > 50  # the useful columns were rounded away
     assert record["per_channel"] is True and record["score"]["value"] >= 0.99
+
+
+def test_embedding_table_is_quantized(tmp_path: Path) -> None:
+    """ids[b,4] -> Gather(table 1000x64) -> MatMul(64x8): the table, most of the file, is stored as int8."""
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["e"], name="emb"),
+         helper.make_node("MatMul", ["e", "w"], ["y"], name="mm")], "embed",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, ["b", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 4, 8])],
+        [numpy_helper.from_array(rng.standard_normal((1000, 64)).astype(np.float32), "table"),
+         numpy_helper.from_array(rng.standard_normal((64, 8)).astype(np.float32), "w")])
+    path = tmp_path / "embed.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    model = OnnxModel.from_file(path)
+    ids = rng.integers(0, 1000, (16, 4)).astype(np.int64)
+    ctx = PassContext(work_dir=tmp_path, eval_data=load_data({"ids": ids}, model.input_specs()))
+    out = QuantizeDynamic({"speed_check": False, "metric": "cosine", "max_accuracy_drop": 1.0}).run(
+        model, ctx, tmp_path / "out.onnx")
+    tables = [i for i in onnx.load(str(out.path)).graph.initializer if i.dims and i.dims[0] == 1000]
+    assert [t.data_type for t in tables] in ([TensorProto.INT8], [TensorProto.UINT8])
+    assert out.size_bytes() < model.size_bytes() / 3 and read_record(out)["score"]["value"] > 0.99

@@ -66,8 +66,10 @@ class QuantizeDynamic(Pass):
             raise TypeError("quantize_dynamic takes an OnnxModel")
         cfg: DynamicQuantizeConfig = self.config  # type: ignore[assignment]
         prepared = prepare_model(model.proto, ctx.work_dir)
-        targets = [n for n in prepared.graph.node if n.op_type in cfg.op_types and n.name not in cfg.exclude_nodes]
-        if not targets:
+        inits = {i.name for i in prepared.graph.initializer}
+        targets = [n for n in prepared.graph.node if n.op_type in cfg.op_types and n.name not in cfg.exclude_nodes
+                   and (n.op_type != "Gather" or n.input[0] in inits)]  # a Gather counts when it reads a table
+        if not any(n.op_type != "Gather" for n in targets):
             raise no_quantizable_ops_error(f"{model.path or 'the model'} (for dynamic quantization of "
                                            f"{', '.join(cfg.op_types)})")
         macs = mac_counts(prepared)
