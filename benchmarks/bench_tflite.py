@@ -292,7 +292,7 @@ def part_minilm(work: Path, iters: int, threads: int, cache_dir: Path) -> dict[s
     res["convert_s"] = time.perf_counter() - t0
     res["identical"] = data_fp32 == arts["fp32"].read_bytes()
     res["ops"] = TfliteModel.from_file(arts["fp32"]).op_histogram()
-    ort_fp32, ort_qdq = _runner(fp32_onnx, threads, spinning=False), _runner(qdq_onnx, threads, spinning=False)
+    ort_fp32, ort_qdq = _runner(fp32_onnx, threads), _runner(qdq_onnx, threads)
     names = [i.name for i in ort_fp32.get_inputs()]
     fns: dict[str, Any] = {"ORT FP32": lambda f: ort_fp32.run(None, {k: f[k] for k in names})[0],
                            "ORT Q/DQ (S8S8)": lambda f: ort_qdq.run(None, {k: f[k] for k in names})[0]}
@@ -343,9 +343,9 @@ def part_efficientnet(work: Path, iters: int, threads: int, cache_dir: Path) -> 
     images = [{name: batch.inputs[name][i : i + 1]} for i in range(len(ev))]
     fns: dict[str, Any] = {}
     for label, key in (("ORT FP32", "ort-cpu/fp32"), ("ORT INT8 (edgeopt, U8S8)", "ort-cpu/int8")):
-        sess = _runner(arts[key], threads, spinning=False)
+        sess = _runner(arts[key], threads)
         fns[label] = lambda f, s=sess: s.run(None, f)[0]
-    qsess = _runner(qdq_onnx, threads, spinning=False)
+    qsess = _runner(qdq_onnx, threads)
     fns["ORT Q/DQ (S8S8, lowered to .tflite int8)"] = lambda f: qsess.run(None, f)[0]
     for label, key in (("LiteRT FP32", "tflite-cpu/fp32"), ("LiteRT INT8", "tflite-cpu/int8")):
         runner = TfliteRunner(TfliteModel.from_file(arts[key]), threads)

@@ -13,7 +13,7 @@ import logging
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import onnx
@@ -80,6 +80,20 @@ class EmitResult:
     quantized_nodes: list[str] = field(default_factory=list)
     float_nodes: list[str] = field(default_factory=list)
     protected_nodes: list[str] = field(default_factory=list)
+    mask_nodes: list[str] = field(default_factory=list)
+
+
+# Additive attention masks hold "minus infinity" as the dtype's lowest value (-3.4e38 in PyTorch's SDPA export). A
+# range that covers it gives every real value of the tensor the same int8 code (the score + mask Add of MiniLM got a
+# scale of 1.3e36: attention became uniform, cosine 0.36), so nodes that read or write such a tensor stay float.
+MASK_SENTINEL = 1e30
+
+
+def mask_nodes(model: onnx.ModelProto, table: Any) -> list[str]:
+    """Nodes reading or writing a tensor whose calibrated range reaches +-MASK_SENTINEL (an additive mask)."""
+    masked = {name for name, st in table.stats.items()
+              if not st.empty and max(abs(st.min), abs(st.max)) >= MASK_SENTINEL}
+    return sorted(n.name for n in model.graph.node if masked & (set(n.input) | set(n.output)))
 
 
 def prepare_model(model: onnx.ModelProto, work_dir: Path) -> onnx.ModelProto:
@@ -131,7 +145,8 @@ def emit_qdq(
         )
     ranges = table.ranges(spec.method, percentile=spec.percentile, symmetric=spec.activation_symmetric)
     data = {k: (np.float32(lo), np.float32(hi)) for k, (lo, hi) in ranges.items()}
-    excluded = set(spec.exclude_nodes)
+    masks = mask_nodes(model, table)
+    excluded = set(spec.exclude_nodes) | set(masks)
     if spec.float_closure:
         excluded |= set(float_closure(model, {n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and (
             n.name in excluded or n.op_type not in op_types)}))
@@ -162,7 +177,7 @@ def emit_qdq(
     protected = protect_float_nodes(out) if spec.format == "qdq" else []
     floats = float_compute_nodes(out)
     quantized = sorted({n.name for n in model.graph.node if n.op_type in COMPUTE_OPS} - set(floats))
-    return EmitResult(out, spec, quantized, floats, protected)
+    return EmitResult(out, spec, quantized, floats, protected, masks)
 
 
 def float_compute_nodes(model: onnx.ModelProto) -> list[str]:

@@ -162,3 +162,37 @@ def test_mnist_cnn_keeps_accuracy(mnist_onnx: Path, repo_root: Path, tmp_path: P
     record = read_record(out)
     assert record["score"]["drop_points"] <= 0.3 and record["float_score"] > 0.98
     assert m.size_bytes() / out.size_bytes() >= 3.0
+
+
+def test_additive_attention_mask_stays_float(tmp_path: Path) -> None:
+    """softmax(x W + mask) V with PyTorch's -3.4e38 mask: the nodes on the mask stay float and the INT8 build keeps
+    the attention (an int8 range covering -3.4e38 would make every score the same code)."""
+    rng = np.random.default_rng(0)
+    lowest = float(np.finfo(np.float32).min)
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["x", "w"], ["s"], name="scores"),
+         helper.make_node("Add", ["s", "mask"], ["sm"], name="add_mask"),
+         helper.make_node("Softmax", ["sm"], ["p"], name="softmax", axis=-1),
+         helper.make_node("MatMul", ["p", "v"], ["y"], name="mix")], "attn",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 16]),
+         helper.make_tensor_value_info("mask", TensorProto.FLOAT, ["b", 16])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])],
+        [onnx.numpy_helper.from_array(rng.standard_normal((16, 16)).astype(np.float32), "w"),
+         onnx.numpy_helper.from_array(rng.standard_normal((16, 8)).astype(np.float32), "v")])
+    path = tmp_path / "attn.onnx"
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    model = OnnxModel.from_file(path)
+    x = rng.standard_normal((64, 16)).astype(np.float32)
+    mask = np.where(np.arange(16)[None, :] < rng.integers(4, 16, (64, 1)), 0.0, lowest).astype(np.float32)
+    data = load_data({"x": x, "mask": mask}, model.input_specs())
+    ctx = PassContext(work_dir=tmp_path, calibration=data, eval_data=data)
+    out = QuantizeStatic({**FAST, "max_accuracy_drop": None}).run(model, ctx, tmp_path / "int8.onnx")
+    assert any("attention masks" in n and "softmax" in n for n in ctx.shared["notes"])
+    q = onnx.load(str(out.path))
+    assert "DequantizeLinear" in {n.op_type for n in q.graph.node}  # the MatMuls are still quantized
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    run = {p: ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"]) for p in (path, out.path)}
+    ref, got = (run[p].run(None, {"x": x, "mask": mask})[0] for p in (path, out.path))
+    cos = np.sum(ref * got, 1) / (np.linalg.norm(ref, axis=1) * np.linalg.norm(got, axis=1))
+    assert cos.min() > 0.98

@@ -131,6 +131,10 @@ class QuantizeStatic(Pass):
             f"compute nodes: {spec.activation_type} activations, {spec.weight_type} "
             f"{'per-channel' if spec.per_channel else 'per-tensor'} weights, {spec.format.upper()}"
         )
+        if emitted.mask_nodes:
+            notes.append(f"{len(emitted.mask_nodes)} nodes on additive attention masks (values near -3.4e38) kept "
+                         f"float: an int8 range covering the mask would round every real value to one code "
+                         f"({', '.join(emitted.mask_nodes[:4])}{', ...' if len(emitted.mask_nodes) > 4 else ''})")
         if emitted.protected_nodes:
             notes.append(f"{len(emitted.protected_nodes)} float Conv/Gemm nodes fed by a per-channel DequantizeLinear "
                          "so ONNX Runtime does not re-quantize their weights per-tensor at load")
