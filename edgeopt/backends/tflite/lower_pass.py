@@ -39,7 +39,7 @@ class ToTflite(Pass):
     """ONNX -> TFLite without TensorFlow: NHWC with few TRANSPOSEs, fused activations, fp32/fp16/int8."""
 
     name = "to_tflite"
-    version = "1"
+    version = "2"
     input_kind = ArtifactKind.ONNX
     output_kind = ArtifactKind.TFLITE
     Config = ToTfliteConfig

@@ -54,7 +54,13 @@ def fully_connected(
         ctx.emit("FULLY_CONNECTED", [ctx.tensor(x, x_perm), filt, bias_t], [out], opts)
         ctx.set_int8(out_name, identity(rank), out, q_out, q_out)
         return
-    if ctx.options.precision == "dynamic_int8" and weights.size >= ctx.options.min_weight_elements:
+    if qconst is not None and all(z == 0 for z in qconst.params.zero_point):
+        # Weights quantized by the Q/DQ model but a float product here (e.g. float logits, whose output Q/DQ was
+        # dropped): keep the model's int8 weights as a dynamic-range FULLY_CONNECTED instead of storing float32.
+        wq, wp = int8_weights(weights, qconst, 0)
+        filt = ctx.const_tensor(wq, wname, "int8", wp.spec())
+        opts.asymmetricQuantizeInputs = True
+    elif ctx.options.precision == "dynamic_int8" and weights.size >= ctx.options.min_weight_elements:
         wq, wp = quantize_symmetric(weights, 0)
         filt = ctx.const_tensor(wq, wname, "int8", wp.spec())
         opts.asymmetricQuantizeInputs = True

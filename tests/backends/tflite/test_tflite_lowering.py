@@ -169,3 +169,24 @@ def test_int8_add_with_unrepresentable_rescale_falls_back_to_float(tmp_path: Pat
     assert art.op_histogram().get("ADD") == 1
     feeds = {"x": np.ones((1, 8), np.float32), "m": np.where(np.arange(8) < 4, 0.0, -3.4e38).astype(np.float32)[None]}
     np.testing.assert_allclose(run_tflite(art, feeds)[0], run_ort(model, feeds)[0], rtol=1e-6)
+
+
+def test_int8_float_logits_keep_int8_fc_weights(qdq_cnn: object, tmp_path: Path) -> None:
+    """With the output Q/DQ dropped (float logits, as edgeopt's quantizer emits), the last Gemm's product is float,
+    but its weights stay the Q/DQ model's int8 ones (a dynamic-range FULLY_CONNECTED), not float32."""
+    import onnx
+
+    from edgeopt.quant.emit import unquantize_outputs
+
+    model = onnx.ModelProto()
+    model.CopyFrom(qdq_cnn)  # type: ignore[arg-type]
+    assert unquantize_outputs(model) == ["y"]
+    art = to_tflite(model, tmp_path / "m.tflite", precision="int8")
+    from ai_edge_litert.interpreter import Interpreter
+
+    details = Interpreter(model_path=str(art.path)).get_tensor_details()
+    fc = [d for d in details if list(d["shape"]) == [10, 32]]
+    assert fc and all(d["dtype"] == np.int8 for d in fc)
+    feeds = random_feeds(model, seed=4)
+    ref, got = run_ort(model, feeds)[0], run_tflite(art, feeds)[0]
+    assert np.max(np.abs(got - ref)) <= 0.05 * np.max(np.abs(ref))
