@@ -214,6 +214,9 @@ def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
     """Compile `model` for `target`: build every variant, verify it against the original, time it, report."""
     if config is None:
         values: dict[str, Any] = {"target": target, "out": str(out), **options}
+        for key in ("calibration", "train", "cache_dir"):  # paths are accepted wherever a file name is
+            if isinstance(values.get(key), Path):
+                values[key] = str(values[key])
         values["model"] = model if isinstance(model, str | Path) else "<in-memory module>"
         if isinstance(values["model"], Path):
             values["model"] = str(values["model"])

@@ -1,4 +1,5 @@
-"""The quantization record an INT8 build carries (ONNX metadata), and what reports and build folders take from it."""
+"""The quantization record an INT8 build carries (ONNX metadata; a .tflite lowered from it keeps a copy), and what
+reports and build folders take from it."""
 
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ def attach(model: onnx.ModelProto, record: dict[str, Any], table: CalibrationTab
 
 def _metadata(model: Any) -> dict[str, str]:
     proto = getattr(model, "proto", model)
-    if not isinstance(proto, onnx.ModelProto):
-        return {}
-    return {p.key: p.value for p in proto.metadata_props}
+    if isinstance(proto, onnx.ModelProto):
+        return {p.key: p.value for p in proto.metadata_props}
+    carried = getattr(model, "metadata", None)  # a lowered build (.tflite) carries its ONNX source's entries
+    return dict(carried.get("source_metadata") or {}) if isinstance(carried, dict) else {}
 
 
 def read_record(model: Any) -> dict[str, Any] | None:

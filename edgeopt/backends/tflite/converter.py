@@ -120,6 +120,11 @@ def convert(proto: onnx.ModelProto, options: ConvertOptions) -> bytes:
         io_meta["outputs"].append({"name": name, "shape": list(v.shape), "perm": list(perm)})
     meta = {"producer": "edgeopt", "precision": options.precision, "io_layout": options.io_layout,
             "io_dtype": options.io_dtype, **io_meta}
+    # edgeopt's entries of the ONNX source (the quantization record and calibration ranges of a Q/DQ model) travel
+    # with the .tflite, so its report row and calibration sidecar say what the ORT build's do.
+    source = {p.key: p.value for p in proto.metadata_props if p.key.startswith("edgeopt.")}
+    if source:
+        meta["source_metadata"] = dict(sorted(source.items()))
     return ctx.writer.serialize(inputs, outputs, meta)
 
 

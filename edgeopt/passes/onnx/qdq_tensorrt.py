@@ -27,6 +27,7 @@ from edgeopt.passes.onnx.common import drop_unused_initializers, save_onnx
 from edgeopt.passes.onnx.quantize import register_quantized_variants
 from edgeopt.passes.registry import register_pass
 from edgeopt.quant.graph import name_nodes
+from edgeopt.quant.record import attach
 from edgeopt.targets import Target, VariantSpec
 
 _QRANGE = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255), TensorProto.INT16: (-32768, 32767),
@@ -224,6 +225,9 @@ def quantize_for_tensorrt(
         raise EdgeoptError(f"qdq_tensorrt left {len(problems)} placement problems, first: {problems[0]}",
                            "report this model to the edgeopt developers")
     weights = sum(s.weight for s in sites)
+    attach(out, {"mode": "static", "format": "tensorrt", "activation_type": "int8", "activation_symmetric": True,
+                 "method": cfg.method, "activation_sites": len(sites) - weights, "weight_sites": weights,
+                 "residual_adds": len(residual), "samples": table.samples}, fixed)
     notes.append(
         f"qdq_tensorrt: {len(sites) - weights} activation inputs per-tensor, {weights} weights per-channel, INT8 "
         f"zero point 0, biases float ({len(residual)} residual Adds keep their Conv branch float for Conv+Add fusion);"
@@ -237,7 +241,7 @@ class QdqTensorrt(Pass):
     """ONNX -> ONNX with symmetric INT8 Q/DQ where TensorRT fuses it (explicit quantization)."""
 
     name = "qdq_tensorrt"
-    version = "1"
+    version = "2"
     input_kind = ArtifactKind.ONNX
     output_kind = ArtifactKind.ONNX
     Config = QdqTensorrtConfig

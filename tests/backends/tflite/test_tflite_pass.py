@@ -154,3 +154,17 @@ def test_quantize_adds_int8_variants_that_lower_qdq(conv_onnx: Path, tmp_path: P
     planned = plan(cfg, src, PassContext(work_dir=tmp_path, input_specs=src.input_specs()))
     dyn = next(p for p in planned if p.spec.name == "int8-dynamic")
     assert dyn.pipeline.passes[-1].config_dict()["precision"] == "dynamic_int8"
+
+
+def test_int8_tflite_build_carries_its_quantization_record(conv_onnx: Path, conv_npz: Path, tmp_path: Path) -> None:
+    """The .tflite lowered from edgeopt's Q/DQ keeps its record: the report row says what was quantized, and the
+    calibration table is written beside the .tflite as beside the ORT build."""
+    import edgeopt
+
+    res = edgeopt.compile(conv_onnx, target=["tflite-cpu"], variants=["int8"], quantize="static",
+                          calibration=conv_npz, data=conv_npz, out=tmp_path / "out", cache=False, latency={"iters": 5})
+    row = next(v for v in res.report["variants"] if v["name"] == "tflite-cpu/int8")
+    assert row["status"] == "ok" and row["quantization"]["mode"] == "static"
+    art = res.artifacts["tflite-cpu/int8"]
+    sidecar = art.with_name(art.stem + ".calibration.json")
+    assert sidecar.exists() and "tensors" in sidecar.read_text()

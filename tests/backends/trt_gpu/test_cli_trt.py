@@ -57,6 +57,10 @@ def test_compile_writes_onnx_and_trtexec_command(residual_onnx: Path, residual_n
     int8 = onnx.load(str(out / rows["trt-gpu/int8"]["artifact"]))
     assert check_placement(int8) == [] and any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
     assert rows["trt-gpu/int8"]["trt_precision"] == "int8+fp16"
+    # The build carries its record and the symmetric ranges TensorRT gets; the sidecar table sits beside it.
+    assert rows["trt-gpu/int8"]["quantization"]["format"] == "tensorrt"
+    table = json.loads((out / "artifacts" / "trt-gpu-int8.calibration.json").read_text())
+    assert table["tensors"] and all(t["range"][0] == -t["range"][1] for t in table["tensors"].values())
 
 
 def test_int8_without_calibration_fails_dry_run(residual_onnx: Path, tmp_path: Path,
