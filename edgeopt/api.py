@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -256,13 +257,37 @@ def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
         result = CompileResult(cfg, planned)
         if dry_run:
             return result
+        created = not out_dir.exists()
+        before = _files_under(out_dir)
         ensure_writable_dir(out_dir)
         result.out = out_dir
         check_inputs = _check_inputs(source, eval_data or calib)
-        for pv in planned:
-            result.variants.append(_build(pv, source, ctx, cache, check_inputs, out_dir, prog))
-        result.report = _measure_and_report(result, source, eval_data, prog)
+        try:
+            for pv in planned:
+                result.variants.append(_build(pv, source, ctx, cache, check_inputs, out_dir, prog))
+            result.report = _measure_and_report(result, source, eval_data, prog)
+        except BaseException:  # no partial output: what this run wrote goes (files of an earlier run stay)
+            _remove_new_files(out_dir, before, created)
+            raise
     return result
+
+
+def _files_under(folder: Path) -> set[Path]:
+    """Every file and folder below `folder`."""
+    return set(folder.rglob("*")) if folder.is_dir() else set()
+
+
+def _remove_new_files(folder: Path, before: set[Path], created: bool) -> None:
+    """Delete what a failed compile added under `folder` (all of it when this compile created the folder)."""
+    if created:
+        shutil.rmtree(folder, ignore_errors=True)
+        return
+    new = _files_under(folder) - before
+    for path in sorted((p for p in new if not p.is_dir()), key=str):
+        path.unlink(missing_ok=True)
+    for sub in sorted((p for p in new if p.is_dir()), key=lambda p: -len(p.parts)):
+        if not any(sub.iterdir()):
+            sub.rmdir()
 
 
 def _measure_and_report(result: CompileResult, source: Artifact, data: Any, prog: Progress) -> dict[str, Any]:

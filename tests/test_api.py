@@ -182,6 +182,44 @@ def test_declared_metric(conv_onnx: Path, conv_npz: Path, tmp_path: Path) -> Non
     assert all(p["metric"] == "cosine" for p in res.report["frontier"])
 
 
+def test_a_failure_mid_build_leaves_no_partial_output(conv_onnx: Path, conv_npz: Path, tmp_path: Path) -> None:
+    """The first variant builds and is copied out; the second fails the pipeline's numerical check (a pass that claims
+    to preserve semantics but negates the outputs): the error propagates and nothing of this run stays in --out."""
+    import onnx
+
+    from edgeopt.artifacts.base import ArtifactKind
+    from edgeopt.artifacts.onnx_model import OnnxModel
+    from edgeopt.passes.base import Pass, PassConfig
+    from edgeopt.passes.onnx.common import save_onnx
+    from edgeopt.passes.registry import REGISTRY, register_pass
+
+    if "negate_outputs_test" not in REGISTRY.names():
+        @register_pass
+        class NegateOutputs(Pass):
+            name = "negate_outputs_test"
+            version = "1"
+            input_kind = output_kind = ArtifactKind.ONNX
+            Config = PassConfig
+
+            def run(self, model: Any, ctx: Any, out_path: Path) -> Any:
+                proto = onnx.ModelProto()
+                proto.CopyFrom(model.proto)
+                out = proto.graph.output[0].name
+                proto.graph.node[-1].output[0] = out + "_pre"
+                proto.graph.node.append(onnx.helper.make_node("Neg", [out + "_pre"], [out]))
+                save_onnx(proto, out_path)
+                return OnnxModel.from_file(out_path)
+    keep = tmp_path / "existing"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    for out in (tmp_path / "fresh", keep):
+        with pytest.raises(PipelineError, match="changed the model's outputs"):
+            edgeopt.compile(conv_onnx, data=conv_npz, out=out, cache=False, latency={"iters": 5},
+                            extra_variants=[{"name": "broken", "passes": ["dynamic_batch", "negate_outputs_test"]}])
+    assert not (tmp_path / "fresh").exists()
+    assert sorted(p.name for p in keep.rglob("*")) == ["notes.txt"]
+
+
 def _parity(result: CompileResult, module: torch.nn.Module, shape: tuple[int, ...], ort_run) -> None:
     """The ort-cpu build matches PyTorch within 1e-4, per the report and on a fresh batch of 3."""
     var = result.report["variants"][1]
