@@ -54,3 +54,11 @@ def test_machine_record() -> None:
     assert {"onnx", "onnxruntime", "numpy"} <= set(info["versions"])
     summary = machine_summary(info)
     assert info["arch"] in summary and "2 threads" in summary and ("AVX2" in summary)
+
+
+def test_collector_paused_while_timing_and_restored() -> None:
+    import gc
+
+    seen: list[bool] = []
+    time_interleaved({"a": lambda: seen.append(gc.isenabled())}, iters=5, warmup=1)
+    assert seen and not any(seen) and gc.isenabled()
