@@ -227,36 +227,27 @@ def _tensor_map(name: str, index: int) -> Any:
     return m
 
 
+def _offsets_vector(builder: Any, start: Any, offsets: list[int]) -> int:
+    """A flatbuffer vector of already packed tables (`start` is the schema's ModelStart...Vector)."""
+    start(builder, len(offsets))
+    for off in reversed(offsets):
+        builder.PrependUOffsetTRelative(off)
+    return int(builder.EndVector())
+
+
 def _pack_model(builder: Any, model: Any, buffer_offsets: list[int]) -> int:
     """ModelT.Pack with pre-packed buffers (the generated Pack would copy them byte by byte, unaligned)."""
     s = schema()
-    codes = [c.Pack(builder) for c in model.operatorCodes]
-    s.ModelStartOperatorCodesVector(builder, len(codes))
-    for c in reversed(codes):
-        builder.PrependUOffsetTRelative(c)
-    codes_vec = builder.EndVector()
-    sgs = [g.Pack(builder) for g in model.subgraphs]
-    s.ModelStartSubgraphsVector(builder, len(sgs))
-    for g in reversed(sgs):
-        builder.PrependUOffsetTRelative(g)
-    sgs_vec = builder.EndVector()
+    codes_vec = _offsets_vector(builder, s.ModelStartOperatorCodesVector,
+                                [c.Pack(builder) for c in model.operatorCodes])
+    sgs_vec = _offsets_vector(builder, s.ModelStartSubgraphsVector, [g.Pack(builder) for g in model.subgraphs])
     desc = builder.CreateString(model.description)
-    s.ModelStartBuffersVector(builder, len(buffer_offsets))
-    for b in reversed(buffer_offsets):
-        builder.PrependUOffsetTRelative(b)
-    bufs_vec = builder.EndVector()
+    bufs_vec = _offsets_vector(builder, s.ModelStartBuffersVector, buffer_offsets)
     meta_vec = None
     if model.metadata:
-        metas = [m.Pack(builder) for m in model.metadata]
-        s.ModelStartMetadataVector(builder, len(metas))
-        for m in reversed(metas):
-            builder.PrependUOffsetTRelative(m)
-        meta_vec = builder.EndVector()
-    sigs = [g.Pack(builder) for g in model.signatureDefs]
-    s.ModelStartSignatureDefsVector(builder, len(sigs))
-    for g in reversed(sigs):
-        builder.PrependUOffsetTRelative(g)
-    sigs_vec = builder.EndVector()
+        meta_vec = _offsets_vector(builder, s.ModelStartMetadataVector, [m.Pack(builder) for m in model.metadata])
+    sigs_vec = _offsets_vector(builder, s.ModelStartSignatureDefsVector,
+                               [g.Pack(builder) for g in model.signatureDefs])
     s.ModelStart(builder)
     s.ModelAddVersion(builder, model.version)
     s.ModelAddOperatorCodes(builder, codes_vec)
