@@ -4,7 +4,8 @@ For each model: compile both INT8 variants with edgeopt, run the placement check
 run both under ONNX Runtime (the TensorRT build stands in for TensorRT's INT8 arithmetic) on the evaluation data and
 report top-1 agreement between them, and each one's top-1 accuracy beside FP32. Prints a markdown table.
 
-Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx]
+Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx|package.module:factory]
+     [--only MODEL] [--methods minmax entropy percentile mse] [--eval-in-compile]
 """
 
 from __future__ import annotations
@@ -41,15 +42,24 @@ def _predictions(model_path: Path, data: Any, threads: int) -> np.ndarray:
 
 
 def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path, eval_samples: int | None,
-                threads: int) -> dict[str, Any]:
-    """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data."""
+                threads: int, methods: list[str] | None = None, eval_in_compile: bool = False) -> dict[str, Any]:
+    """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data.
+
+    `methods`: also build the TensorRT-ready ONNX with these calibration methods (variants int8-<method>) and report
+    each one's agreement with the same ORT INT8 build. `eval_in_compile`: give the ORT INT8 compile the evaluation
+    data, so its accuracy fallback is judged on it (as bench_efficientnet_peers.py does) rather than on agreement
+    over the calibration images."""
     start = time.perf_counter()
     common = {"calibration": str(calib), "cache_dir": str(work / "cache"), "latency": {"iters": 5, "threads": threads}}
-    trt = edgeopt.compile(model, target="trt-gpu", quantize="static", variants=["int8", "fp16"],
+    extra = [{"name": f"int8-{m}", "precision": "int8", "passes": ["dynamic_batch", "simplify",
+                                                                   {"qdq_tensorrt": {"method": m}}]}
+             for m in methods or []]
+    trt = edgeopt.compile(model, target="trt-gpu", quantize="static",
+                          variants=["int8", "fp16", *(e["name"] for e in extra)], extra_variants=extra,
                           out=str(work / name / "trt"), **common)
     wall = time.perf_counter() - start
     ort = edgeopt.compile(model, target="ort-cpu", quantize="static", variants=["int8"], out=str(work / name / "ort"),
-                          **common)
+                          data=str(evaluation) if eval_in_compile else None, **common)
     rows = {v["name"]: v for v in trt.report["variants"]}
     trt_path, ort_path = trt.artifacts["trt-gpu/int8"], ort.artifacts["ort-cpu/int8"]
     violations = check_placement(onnx.load(str(trt_path)))
@@ -67,6 +77,9 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
         "trt_status": rows["trt-gpu/int8"]["status"], "trt_precision": rows["trt-gpu/int8"].get("trt_precision"),
         "build_command": rows["trt-gpu/int8"].get("build_command"),
     }
+    out["agreement_by_method"] = {
+        m: float(np.mean(_predictions(trt.artifacts[f"trt-gpu/int8-{m}"], data, threads) == ort_pred))
+        for m in methods or []}
     ref = _predictions(float_path, data, threads)
     out["agreement_trt_vs_fp32"] = float(np.mean(trt_pred == ref))
     out["agreement_ort_vs_fp32"] = float(np.mean(ort_pred == ref))
@@ -127,16 +140,25 @@ def main() -> None:
     ap.add_argument("--cifar-model", type=Path, default=None, help="a trained CIFAR-10 ResNet (.onnx)")
     ap.add_argument("--only", action="append", help="run only these models")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--methods", nargs="+", choices=["minmax", "entropy", "percentile", "mse"],
+                    help="also build the TensorRT-ready ONNX with these calibration methods; agreement for each")
+    ap.add_argument("--eval-in-compile", action="store_true",
+                    help="give the ORT INT8 compile the evaluation data (its fallback is then judged on it)")
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-trt-") as tmp:
         for name, model, calib, evaluation in models(args.cifar_model):
             if args.only and name not in args.only:
                 continue
-            r = bench_model(name, model, calib, evaluation, Path(tmp), args.eval_samples, args.threads)
+            r = bench_model(name, model, calib, evaluation, Path(tmp), args.eval_samples, args.threads, args.methods,
+                            args.eval_in_compile)
             print(json.dumps(r), file=sys.stderr)
             results.append(r)
     print(table(results))
+    for r in results:
+        if r["agreement_by_method"]:
+            shown = ", ".join(f"{m} {100 * v:.2f}%" for m, v in r["agreement_by_method"].items())
+            print(f"{r['model']}: TensorRT-ready agreement with ORT INT8 by calibration method: {shown}")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

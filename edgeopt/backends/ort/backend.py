@@ -34,10 +34,11 @@ OptLevel = Literal["disable", "basic", "extended", "all"]
 
 # Intra-op threads spin-wait between the parallel parts of a run (waking a sleeping thread costs more than a short
 # op). "always" is ONNX Runtime's default: the pool keeps spinning after a run returns, so when builds are timed
-# interleaved in one process an idle session steals the cores of the running one (measured: ResNet-18 FP32 35 ms vs
-# 18 ms, 2 cores). "off" never spins, which charges every op a thread wake-up (EfficientNet-Lite0 INT8 2.07 ms vs
-# 1.27 ms alone). "during_run" (the default) spins while a run is in flight and stops when it returns
-# (session.force_spinning_stop): INT8 1.41 ms, FP32 2.86 ms vs 2.92 ms with "always", and no stealing.
+# interleaved in one process an idle session steals the cores of the running one (ResNet-18 INT8 vs FP32: 2.11x with
+# p10-p90 0.96-4.36x). "off" never spins, which charges every op a thread wake-up (EfficientNet-Lite0 alone, 2 cores:
+# FP32 3.44 ms, INT8 1.63 ms). "during_run" (the default) spins while a run is in flight and stops when it returns
+# (session.force_spinning_stop): FP32 2.64 ms, INT8 1.24 ms, as fast as "always" (2.69, 1.22) without the stealing.
+# Figures: benchmarks/RESULTS.md ("The machine"; benchmarks/ort_spinning.py, bench_int8.py --part resnet).
 Spinning = Literal["during_run", "off", "always"]
 
 
