@@ -214,15 +214,10 @@ def compile(  # noqa: A001 - the verb users expect: edgeopt.compile(...)
 ) -> CompileResult:
     """Compile `model` for `target`: build every variant, verify it against the original, time it, report."""
     if config is None:
-        values: dict[str, Any] = {"target": target, "out": str(out), **options}
-        for key in ("calibration", "train", "cache_dir"):  # paths are accepted wherever a file name is
-            if isinstance(values.get(key), Path):
-                values[key] = str(values[key])
+        values: dict[str, Any] = {"target": target, "out": out, **options}  # Path or str (CompileConfig)
         values["model"] = model if isinstance(model, str | Path) else "<in-memory module>"
-        if isinstance(values["model"], Path):
-            values["model"] = str(values["model"])
         if data is not None and isinstance(data, str | Path):
-            values["data"] = str(data)
+            values["data"] = data
         config = CompileConfig.build(values, source="compile() arguments")
         if data is not None and not isinstance(data, str | Path):
             options["_data_obj"] = data

@@ -61,6 +61,11 @@ class CompileConfig(BaseModel):
     def _explore_flag(cls, v: Any) -> Any:
         return ({} if v else None) if isinstance(v, bool) else v
 
+    @field_validator("model", "out", "data", "calibration", "train", "cache_dir", mode="before")
+    @classmethod
+    def _path_as_str(cls, v: Any) -> Any:
+        return str(v) if isinstance(v, Path) else v
+
     @field_validator("target", mode="before")
     @classmethod
     def _one_or_many(cls, v: Any) -> Any:
