@@ -1,5 +1,5 @@
-"""fuse_transformer: ORT's transformer fusions on a real torch export; the fused graph computes the same and dynamic
-INT8 quantizes it."""
+"""fuse_transformer: onnxscript's and ORT's transformer fusions on real torch exports; the fused graph computes the same
+and dynamic INT8 quantizes it."""
 
 from __future__ import annotations
 
@@ -72,3 +72,62 @@ def test_a_conv_net_is_left_unchanged(tmp_path: Path, conv_onnx: Path) -> None:
     out = FuseTransformer({}).run(model, ctx, tmp_path / "same.onnx")
     assert onnx.load(str(out.path)).graph == model.proto.graph
     assert "nothing to fuse" in ctx.shared["notes"][0]
+
+
+class _Attention(nn.Module):
+    """BERT-style self-attention as Hugging Face writes it for PyTorch's SDPA: Q/K/V projections, heads split by
+    view + transpose, an additive mask built from a 0/1 attention_mask input (finfo.min where masked)."""
+
+    def __init__(self, d: int = 32, heads: int = 4) -> None:
+        super().__init__()
+        self.heads = heads
+        self.q, self.k, self.v, self.o = (nn.Linear(d, d) for _ in range(4))
+        self.ln = nn.LayerNorm(d)
+
+    def forward(self, x: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        b, s, d = x.shape
+
+        def split(t: torch.Tensor) -> torch.Tensor:
+            return t.view(b, s, self.heads, d // self.heads).transpose(1, 2)
+
+        bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * torch.finfo(x.dtype).min
+        ctx = nn.functional.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)),
+                                                         attn_mask=bias)
+        return self.ln(x + self.o(ctx.transpose(1, 2).reshape(b, s, d)))
+
+
+def test_sdpa_attention_becomes_multihead_attention_and_its_projections_int8(tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    torch.manual_seed(0)
+    specs = [TensorSpec("x", (1, 16, 32), "float32"), TensorSpec("attention_mask", (1, 16), "int64")]
+    src = TorchModel.from_module(_Attention().eval(), specs)
+    model = ExportOnnx({}).run(src, PassContext(work_dir=tmp_path), tmp_path / "attn.onnx")
+    assert isinstance(model, OnnxModel) and "Softmax" in model.op_histogram()
+    ctx = PassContext(work_dir=tmp_path)
+    fused = FuseTransformer({}).run(model, ctx, tmp_path / "fused.onnx")
+    ops = fused.op_histogram()
+    assert ops.get("MultiHeadAttention") == 1 and "Softmax" not in ops, ops
+    assert "MultiHeadAttention" in ctx.shared["notes"][-1]
+    rng = np.random.default_rng(2)
+    x = rng.standard_normal((1, 16, 32)).astype(np.float32)
+    mask = np.ones((1, 16), np.int64)
+    mask[0, 11:] = 0  # padding: the last five keys are masked
+
+    def run(m: OnnxModel, m_: np.ndarray = mask) -> np.ndarray:
+        sess = ort.InferenceSession(str(m.path), providers=["CPUExecutionProvider"])
+        return sess.run(None, {"x": x, "attention_mask": m_})[0]
+
+    np.testing.assert_allclose(run(fused), run(model), atol=1e-4)
+    # The fused node still applies the mask: unmasking the padding changes the fused output as it changes the original.
+    unmasked = np.ones_like(mask)
+    assert np.abs(run(fused, unmasked) - run(fused)).max() > 1e-2
+    np.testing.assert_allclose(run(fused, unmasked), run(model, unmasked), atol=1e-4)
+    # Dynamic INT8 quantizes the Q/K/V and output projections that feed and follow MultiHeadAttention.
+    ev = load_data({"x": np.repeat(x, 8, 0), "attention_mask": np.repeat(mask, 8, 0)}, model.input_specs())
+    q = QuantizeDynamic({"speed_check": False, "metric": "cosine", "max_accuracy_drop": 1.0}).run(
+        fused, PassContext(work_dir=tmp_path, eval_data=ev), tmp_path / "int8.onnx")
+    q_ops = q.op_histogram()
+    assert "MatMul" not in q_ops and q_ops.get("MultiHeadAttention") == 1, q_ops
+    got, ref = run(q).ravel(), run(model).ravel()
+    assert float(got @ ref / np.linalg.norm(got) / np.linalg.norm(ref)) > 0.99
