@@ -9,8 +9,10 @@ sentences written below, tokenized by the model's own tokenizer and padded to 12
 array per model input.
 
 Compared, in one process, interleaved (time_interleaved, batch 1, pinned threads, median of per-round ratios):
-- ORT FP32 (edgeopt's ort-cpu/fp32 build), the baseline of every speed-up;
-- edgeopt's INT8 builds: `int8-dynamic` as `--quantize` makes it (fuse_transformer, then dynamic INT8: per-tensor
+- ORT FP32 (edgeopt's ort-cpu/fp32 build), the baseline of every speed-up, and the same FP32 model after edgeopt's
+  `fuse_transformer` pass (an extra variant: how much of the INT8 speed-up the fusions alone give);
+- edgeopt's INT8 builds: `int8-dynamic` as `--quantize` makes it (fuse_transformer: onnxscript's fusions turn the
+  SDPA attention into MultiHeadAttention, then ORT's optimizer; then dynamic INT8: per-tensor
   weights first, per-channel when per-tensor misses the budget) and, for comparison, the dynamic pass with
   `per_channel: true` and no fusion (an extra variant), plus the recommended build when it is another one;
 - ONNX Runtime's own recipe for transformers on the same exported ONNX: `optimize_model(..., model_type='bert')`
@@ -50,6 +52,7 @@ INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 ORT_FP32 = "ORT FP32"
 HEADS, HIDDEN = 12, 384
 PER_CHANNEL = "int8-dynamic-per-channel"
+FUSED_FP32 = "fp32-fused"
 
 SENTENCES = (
     # everyday life
@@ -421,6 +424,8 @@ def main() -> None:
         extra_variants=[
             {"name": "onnx", "precision": "fp32", "passes": ["dynamic_batch", "simplify"],
              "description": "the exported ONNX (export, dynamic batch, simplify)"},
+            {"name": FUSED_FP32, "precision": "fp32", "passes": ["dynamic_batch", "simplify", "fuse_transformer"],
+             "description": "FP32 after the transformer fusions of the int8-dynamic build"},
             {"name": PER_CHANNEL, "precision": "int8", "passes": ["dynamic_batch", "simplify", {"quantize_dynamic": {
                 "per_channel": True, "max_accuracy_drop": 1.0, "metric": "cosine", "threads": args.threads}}],
              "description": "dynamic INT8 with per-channel weights, without transformer fusion"},
@@ -441,7 +446,7 @@ def main() -> None:
     recipe = ort_recipe(arts["ort-cpu/onnx"], work)
     res["ort_recipe_fusion"] = recipe["fusion"]
     names = {ORT_FP32: arts["ort-cpu/fp32"]}
-    for variant in ("ort-cpu/int8-dynamic", f"ort-cpu/{PER_CHANNEL}", "ort-cpu/int8"):
+    for variant in (f"ort-cpu/{FUSED_FP32}", "ort-cpu/int8-dynamic", f"ort-cpu/{PER_CHANNEL}", "ort-cpu/int8"):
         if variant in arts:
             names[f"edgeopt {variant}"] = arts[variant]
     if f"edgeopt {rec}" not in names and rec not in ("ort-cpu/fp32", "ort-cpu/onnx"):

@@ -51,3 +51,16 @@ def fused_activation(ctx: LoweringContext, name: str) -> tuple[str, str]:
         return name, "NONE"
     ctx.done.add(id(user))
     return user.output[0], act
+
+
+def non_negative(ctx: LoweringContext, name: str) -> bool:
+    """Whether tensor `name` is >= 0 by construction: made by Relu / Relu6 / Clip(min >= 0), possibly behind Q/DQ."""
+    for _ in range(4):  # Relu -> QuantizeLinear -> DequantizeLinear -> name, at most
+        node = next((n for n in ctx.graph.nodes if name in n.output), None)
+        if node is None:
+            return False
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            bounds = clip_bounds(ctx, node) if node.op_type == "Clip" else None
+            return node.op_type == "Relu" or (bounds is not None and bounds[0] >= 0.0)
+        name = node.input[0]
+    return False

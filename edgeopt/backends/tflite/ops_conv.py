@@ -9,7 +9,7 @@ import onnx
 
 from edgeopt.backends.tflite.context import LoweringContext, node_attrs
 from edgeopt.backends.tflite.errors import unsupported_variant
-from edgeopt.backends.tflite.fusion import fused_activation
+from edgeopt.backends.tflite.fusion import fused_activation, non_negative
 from edgeopt.backends.tflite.layout import NHWC, physical_shape
 from edgeopt.backends.tflite.quant import (
     QParams,
@@ -171,7 +171,12 @@ def lower_pool(ctx: LoweringContext, node: onnx.NodeProto) -> None:
     int8 = xv.quant is not None and (is_max or ctx.quant_output(out_name) is not None)
     src = ctx.tensor(x, NHWC) if int8 else ctx.float_tensor(x, NHWC)
     if any(pads):
-        low = (-128 if int8 else float(np.finfo(np.float32).min)) if is_max else None
+        # Max pooling pads with -inf, which needs PADV2 (XNNPACK does not take it: the graph splits around a
+        # single-threaded kernel). PAD's zeros (int8: the zero point) are as good when nothing is below them.
+        floor_pad = int8 and xv.quant is not None and xv.quant.per_tensor and xv.quant.zero_point[0] == -128
+        low = None
+        if is_max and not (floor_pad or non_negative(ctx, x)):
+            low = -128 if int8 else float(np.finfo(np.float32).min)
         src = _explicit_pad(ctx, x, src, pads, low, xv.quant if int8 else None)
     opts = ctx.opts("Pool2DOptions", padding=getattr(ctx.s.Padding, mode), strideH=s[0], strideW=s[1],
                        filterHeight=k[0], filterWidth=k[1], fusedActivationFunction=ctx.activation(act))

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from onnx import helper
-from tflite_helpers import make_model, quantize_qdq, random_feeds, run_ort, run_tflite, to_tflite
+from tflite_helpers import make_model, output_scales, quantize_qdq, random_feeds, run_ort, run_tflite, to_tflite
 
 pytest.importorskip("ai_edge_litert")
 
@@ -190,3 +190,22 @@ def test_int8_float_logits_keep_int8_fc_weights(qdq_cnn: object, tmp_path: Path)
     feeds = random_feeds(model, seed=4)
     ref, got = run_ort(model, feeds)[0], run_tflite(art, feeds)[0]
     assert np.max(np.abs(got - ref)) <= 0.05 * np.max(np.abs(ref))
+
+
+def test_max_pool_padding_uses_pad_only_where_zeros_cannot_win(tmp_path: Path) -> None:
+    """A padded max pool needs -inf padding (PADV2, which XNNPACK does not take); after a ReLU zeros are as good, so
+    the delegated PAD is used. Float and int8 alike; the results match ONNX Runtime (int8: within one step)."""
+    pool = {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}
+    conv = N("Conv", ["x", "w", "b"], ["c"], pads=[1, 1, 1, 1])
+    inits = {"w": w(1, 8, 3, 3, 3), "b": w(2, 8)}
+    after_relu = make_model([conv, N("Relu", ["c"], ["r"]), N("MaxPool", ["r"], ["y"], **pool)],
+                            {"x": (1, 3, 8, 8)}, ["y"], inits)
+    signed = make_model([conv, N("MaxPool", ["c"], ["y"], **pool)], {"x": (1, 3, 8, 8)}, ["y"], inits)
+    feeds = random_feeds(after_relu)
+    for model, pad_op in ((after_relu, "PAD"), (signed, "PADV2")):
+        for precision, qmodel in (("float32", model), ("int8", quantize_qdq(model, tmp_path))):
+            art = to_tflite(qmodel, tmp_path / f"{pad_op}-{precision}.tflite", precision=precision)
+            ops = art.op_histogram()
+            assert ops.get(pad_op) == 1 and len({"PAD", "PADV2"} & set(ops)) == 1, (precision, ops)
+            step = output_scales(qmodel).get("y", 0.0) if precision == "int8" else 0.0
+            np.testing.assert_allclose(run_tflite(art, feeds)[0], run_ort(qmodel, feeds)[0], atol=1.01 * step + 1e-5)
