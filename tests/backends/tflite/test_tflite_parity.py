@@ -185,9 +185,8 @@ CASES: dict[str, Case] = {
                                          inits={"g": w(16, 8), "b": w(17, 8), "m": w(18, 8),
                                                 "v": np.abs(w(19, 8)) + 0.5}), 1e-5),
     "max_pool_k3s2p1": Case(pool("MaxPool", kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1]), 1e-6, 1),
-    "relu_max_pool_k3s2p1": Case(lambda: conv_then(N("Relu", ["c"], ["r"]), N("MaxPool", ["r"], ["y"], kernel_shape=[3, 3],
-                                                                              strides=[2, 2], pads=[1, 1, 1, 1])),
-                                 1e-6, 1),
+    "relu_max_pool_k3s2p1": Case(lambda: conv_then(N("Relu", ["c"], ["r"]), N(
+        "MaxPool", ["r"], ["y"], kernel_shape=[3, 3], strides=[2, 2], pads=[1, 1, 1, 1])), 1e-6, 1),
     "max_pool_k2s2": Case(pool("MaxPool", kernel_shape=[2, 2], strides=[2, 2]), 1e-6, 1),
     "max_pool_ceil": Case(pool("MaxPool", kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1), 1e-6, 1),
     "avg_pool_same": Case(pool("AveragePool", kernel_shape=[3, 3], pads=[1, 1, 1, 1]), 1e-5, 2),
