@@ -11,6 +11,21 @@ def _fmt(v: Any, spec: str, suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
 
+def _frontier_lines(points: list[dict[str, Any]]) -> list[str]:
+    """Per target: the builds on the quality-vs-latency front (fastest first), and what beats each of the others."""
+    if not any(p.get("pareto") is not None for p in points):
+        return []
+    lines = ["", "**Accuracy-latency frontier** (per target; a build is dominated when another is at least as good on "
+             "both and better on one):"]
+    for target in sorted({p["target"] for p in points if not p.get("reference")}):
+        mine = sorted((p for p in points if p["target"] == target and not p.get("reference")),
+                      key=lambda p: p["latency_ms"])
+        front = ", ".join(p["name"] for p in mine if p.get("pareto"))
+        lines.append(f"- {target}: front {front or '-'}")
+        lines += [f"  - {p['name']}: dominated by {', '.join(p['dominated_by'])}" for p in mine if not p.get("pareto")]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """The variant table, the machine, the recommendation and per-variant notes."""
     lines = ["# edgeopt report", "", f"Machine: {report['machine']['summary']}", ""]
@@ -44,6 +59,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for r in rec.get("rejected") or []:
         lines.append(f"- not recommended: {r}")
+    lines += _frontier_lines(report.get("frontier") or [])
     lines += [
         "",
         "Latencies: one interleaved run; each round runs every variant in a shuffled order, "

@@ -77,6 +77,19 @@ def test_markdown_table() -> None:
     assert "- note: dynamic_batch: already dynamic" in md
 
 
+def test_markdown_lists_the_frontier() -> None:
+    from edgeopt.report.frontier import build_frontier
+
+    report = _report()
+    slow = {**_row("ort-cpu/int8", 0.85, 1.5), "precision": "int8"}  # worse and slower than ort-cpu/fp32
+    report["variants"].append(slow)
+    report["frontier"] = build_frontier(report["variants"], report["recommended"], "top1")
+    md = render_markdown(report)
+    assert "- ort-cpu: front ort-cpu/fp32" in md
+    assert "  - ort-cpu/int8: dominated by ort-cpu/fp32" in md
+    assert "**Accuracy-latency frontier**" not in render_markdown(_report())  # no frontier in the report: no section
+
+
 def test_write_reports_and_paths(tmp_path: Path) -> None:
     report = _report()
     write_reports(tmp_path, report, {"schema": "edgeopt.manifest/1"})
