@@ -37,6 +37,12 @@ def _cpuinfo() -> tuple[str, set[str]]:
     return model, flags
 
 
+def simd_float_lanes() -> int:
+    """float32 lanes of this CPU's widest vector unit as ONNX Runtime's conv kernels use it (its NCHWc block): 16 with
+    AVX-512, 8 with AVX2 (and elsewhere, where 8 is a multiple of every narrower width)."""
+    return 16 if "avx512f" in _cpuinfo()[1] else 8
+
+
 def machine_info(threads: int | None = None) -> dict[str, Any]:
     """CPU model, ISA flags, core count, OS, Python and the versions of the runtimes edgeopt drives."""
     model, flags = _cpuinfo()

@@ -93,7 +93,9 @@ class DetachNet(nn.Module):
 def run_prune(
     module: nn.Module, config: dict[str, Any], tmp_path: Path, specs: list[TensorSpec] | None = None, **ctx_kw: Any
 ) -> tuple[TorchModel, list[str], PassContext]:
-    """Run the prune pass on `module`; return the reloaded .pt2 artifact, the notes and the context."""
+    """Run the prune pass on `module`; return the reloaded .pt2 artifact, the notes and the context. The tiny test
+    nets round kept channels to 8 unless a test says otherwise (the default, 'auto', is 16 on an AVX-512 CPU)."""
+    config = {"round_to": 8, **config}
     art = TorchModel.from_module(module, specs or _spec())
     ctx = PassContext(work_dir=tmp_path, shared={"source": art}, **ctx_kw)
     out = tmp_path / "pruned.pt2"
@@ -254,3 +256,15 @@ def test_latency_budget_search_meets_the_budget(tmp_path: Path) -> None:
 def test_config_errors(config: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         Prune(config)
+
+
+def test_round_to_auto_is_this_cpus_simd_width() -> None:
+    from edgeopt.evaluate.machine import simd_float_lanes
+    from edgeopt.passes.torch.prune import PruneConfig
+
+    lanes = simd_float_lanes()
+    assert lanes in (8, 16)
+    assert PruneConfig(ratio=0.5).round_to == lanes  # the default, resolved to a number before any work
+    assert PruneConfig(ratio=0.5, round_to=4).round_to == 4 and PruneConfig(ratio=0.5, round_to=None).round_to is None
+    with pytest.raises(ValueError, match="round_to"):
+        PruneConfig(ratio=0.5, round_to=0)
