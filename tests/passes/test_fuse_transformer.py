@@ -131,3 +131,14 @@ def test_sdpa_attention_becomes_multihead_attention_and_its_projections_int8(tmp
     assert "MatMul" not in q_ops and q_ops.get("MultiHeadAttention") == 1, q_ops
     got, ref = run(q).ravel(), run(model).ravel()
     assert float(got @ ref / np.linalg.norm(got) / np.linalg.norm(ref)) > 0.99
+
+
+def test_ort_optimizer_alone_fuses_and_leaves_the_input_untouched(tmp_path: Path) -> None:
+    model = _exported(tmp_path)
+    original = onnx.ModelProto()
+    original.CopyFrom(model.proto)
+    ctx = PassContext(work_dir=tmp_path)
+    fused = FuseTransformer({"onnxscript": False}).run(model, ctx, tmp_path / "ort-only.onnx")
+    assert model.proto == original  # ORT's optimizer works in place; the pass hands it a copy
+    assert "Erf" not in fused.op_histogram()
+    assert "ORT's optimizer fused" in ctx.shared["notes"][-1] and "onnxscript" not in ctx.shared["notes"][-1]

@@ -91,7 +91,7 @@ class FuseTransformer(Pass):
     """ONNX -> ONNX with ORT transformer fusions (ORT contrib ops: runs on ONNX Runtime only)."""
 
     name = "fuse_transformer"
-    version = "2"
+    version = "3"
     input_kind = ArtifactKind.ONNX
     output_kind = ArtifactKind.ONNX
     Config = FuseTransformerConfig
@@ -111,11 +111,14 @@ class FuseTransformer(Pass):
             return OnnxModel.from_file(out_path)
         from onnxruntime.transformers.optimizer import optimize_model
 
-        proto, notes = model.proto, []
+        proto, notes = onnx.ModelProto(), []
+        proto.CopyFrom(model.proto)  # ORT's optimizer rewrites the proto it is given in place
         if cfg.onnxscript:
             proto, counts = onnxscript_fusions(proto)
             if counts:
                 notes.append("onnxscript fused " + ", ".join(f"{v} {k}" for k, v in counts.items()))
+        # ORT's statistics count op types in the graph, so what onnxscript fused is subtracted.
+        before = Counter(n.op_type for n in proto.graph.node)
         # The optimizer logs every fusion attempt (and prints shape-inference failures); its summary goes into the
         # notes instead.
         logging.disable(logging.WARNING)
@@ -125,8 +128,6 @@ class FuseTransformer(Pass):
                                        hidden_size=cfg.hidden_size, opt_level=0, use_gpu=False)
         finally:
             logging.disable(logging.NOTSET)
-        # The statistics count op types in the graph, so subtract what onnxscript had already fused.
-        before = Counter(n.op_type for n in proto.graph.node)
         stats = {k: v - before[k] for k, v in sorted(fused.get_fused_operator_statistics().items()) if v > before[k]}
         proto = fused.model
         proto.producer_name, proto.producer_version = "edgeopt", ""

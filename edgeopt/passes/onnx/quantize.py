@@ -75,8 +75,8 @@ def ort_variants(target: Target, cfg: Any) -> list[VariantSpec]:
         out.append(VariantSpec(
             name="int8-dynamic", precision="int8",
             passes=[*chain, FuseTransformer.name, {QuantizeDynamic.name: dynamic}],
-            description="dynamic INT8 (int8 MatMul/Gemm weights, activations quantized at run time), after ORT's "
-                        "transformer fusions",
+            description="dynamic INT8 (int8 MatMul/Gemm weights, activations quantized at run time), after "
+                        "transformer fusions (MultiHeadAttention, SkipLayerNorm, BiasGelu)",
         ))
     return out
 
