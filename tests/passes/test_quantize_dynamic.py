@@ -22,6 +22,12 @@ from edgeopt.quant.record import read_record
 from edgeopt.targets import Target, get_target
 
 
+def _saved(graph: onnx.GraphProto, path: Path) -> OnnxModel:
+    """The graph as an opset-17 model file, loaded as an artifact."""
+    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
+    return OnnxModel.from_file(path)
+
+
 def _mlp_file(tmp_path: Path) -> OnnxModel:
     """x[b,64] -> MatMul(64x128) -> Relu -> MatMul(128x10): all compute in MatMul."""
     rng = np.random.default_rng(0)
@@ -33,9 +39,7 @@ def _mlp_file(tmp_path: Path) -> OnnxModel:
         [numpy_helper.from_array((rng.standard_normal((64, 128)) * 0.2).astype(np.float32), "w1"),
          numpy_helper.from_array((rng.standard_normal((128, 10)) * 0.2).astype(np.float32), "w2")],
     )
-    path = tmp_path / "mlp.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
-    return OnnxModel.from_file(path)
+    return _saved(graph, tmp_path / "mlp.onnx")
 
 
 def test_dynamic_quantizes_matmuls(tmp_path: Path) -> None:
@@ -109,9 +113,7 @@ def _uneven_embedder(tmp_path: Path) -> OnnxModel:
         [helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "emb",
         [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["b", 16])],
         [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["b", 8])], [numpy_helper.from_array(w, "w")])
-    path = tmp_path / "emb.onnx"
-    path.write_bytes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]).SerializeToString())
-    return OnnxModel.from_file(path)
+    return _saved(graph, tmp_path / "emb.onnx")
 
 
 def test_dynamic_falls_back_to_per_channel_on_a_declared_cosine_budget(tmp_path: Path) -> None:
