@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 
 import edgeopt  # noqa: E402
 from benchmarks.bench_int8 import _runner, table  # noqa: E402
+from benchmarks.loadavg import finish, load_note  # noqa: E402
 from edgeopt.artifacts.loading import load_model  # noqa: E402
 from edgeopt.cache import Cache, tool_versions  # noqa: E402
 from edgeopt.data import load_data  # noqa: E402
@@ -62,11 +63,6 @@ def require_peers() -> tuple[Any, Any]:
         sys.exit(f"bench_efficientnet_peers.py needs OpenVINO and NNCF ({exc.name} is missing): "
                  "pip install 'edgeopt[bench]' (in a benchmark venv, not the project's)")
     return openvino, nncf
-
-
-def load_note(label: str) -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average at {label}: {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
 
 
 # -- edgeopt ------------------------------------------------------------------------------------------------------
@@ -336,10 +332,7 @@ def main() -> None:
     print(f"diagnosis: {json.dumps(row.get('diagnosis'))}; before remedies: "
           f"{json.dumps(record.get('diagnosis_before_remedies'))}")
     print(f"OpenVINO runtimes: {json.dumps(res['runtimes'])}")
-    start = " ".join(f"{v:.2f}" for v in res["load_start"])
-    print(f"\nload average (1, 5, 15 min) at start: {start}; {load_note('end')}")
-    (work / "bench_efficientnet_peers.json").write_text(json.dumps(res, indent=2, default=str))
-    print(f"raw figures: {work / 'bench_efficientnet_peers.json'}")
+    finish(res, work / "bench_efficientnet_peers.json")
 
 
 if __name__ == "__main__":

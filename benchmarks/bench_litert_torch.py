@@ -50,6 +50,7 @@ sys.path.insert(0, str(REPO))
 
 import edgeopt  # noqa: E402
 from benchmarks.bench_int8 import table  # noqa: E402
+from benchmarks.loadavg import finish, load_note  # noqa: E402
 from edgeopt.artifacts.loading import load_model  # noqa: E402
 from edgeopt.backends.tflite.artifact import TfliteModel  # noqa: E402
 from edgeopt.backends.tflite.backend import TfliteRunner  # noqa: E402
@@ -77,11 +78,6 @@ def require_litert_torch() -> None:
     except ImportError as exc:
         sys.exit(f"bench_litert_torch.py needs litert-torch ({exc.name} is missing); set up .venv-litert as the "
                  "module docstring says")
-
-
-def load_note(label: str) -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average at {label}: {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
 
 
 def git_state() -> str:
@@ -359,10 +355,7 @@ def main() -> None:
             print(f"\n## {name}: failed: {r['error']}")
         else:
             print_net(name, r)
-    start = " ".join(f"{v:.2f}" for v in res["load_start"])
-    print(f"\nload average (1, 5, 15 min) at start: {start}; {load_note('end')}")
-    (args.out / "figures.json").write_text(json.dumps(res, indent=2, default=str))
-    print(f"figures: {args.out / 'figures.json'}")
+    finish(res, args.out / "figures.json")
 
 
 if __name__ == "__main__":

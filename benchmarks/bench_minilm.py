@@ -44,6 +44,7 @@ sys.path.insert(0, str(REPO))
 
 import edgeopt  # noqa: E402
 from benchmarks.bench_int8 import _runner, table  # noqa: E402
+from benchmarks.loadavg import finish, load_note  # noqa: E402
 from edgeopt.evaluate.latency import time_interleaved  # noqa: E402
 from edgeopt.evaluate.machine import machine_info, machine_summary  # noqa: E402
 
@@ -327,11 +328,6 @@ def tokenize(st_model: Any, sentences: tuple[str, ...] | list[str]) -> dict[str,
     return {k: enc[k].astype(np.int64) for k in INPUTS}
 
 
-def load_note(label: str) -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average at {label}: {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
-
-
 def ort_recipe(onnx_path: Path, work: Path) -> dict[str, Any]:
     """ONNX Runtime's own transformer recipe: BERT fusion, then dynamic quantization of the fused model."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -493,10 +489,7 @@ def main() -> None:
     print(f"edgeopt diagnosis: {json.dumps(res['edgeopt']['diagnosis'])}")
     wrap = res["wrapper_vs_sentence_transformers_cosine_min"]
     print(f"wrapper vs SentenceTransformer.encode, min cosine: {wrap:.6f}")
-    start = " ".join(f"{v:.2f}" for v in res["load_start"])
-    print(f"\nload average (1, 5, 15 min) at start: {start}; {load_note('end')}")
-    (work / "bench_minilm.json").write_text(json.dumps(res, indent=2, default=str))
-    print(f"raw figures: {work / 'bench_minilm.json'}")
+    finish(res, work / "bench_minilm.json")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ import argparse
 import importlib.util
 import json
 import math
-import os
 import shutil
 import sys
 import tempfile
@@ -37,6 +36,7 @@ sys.path.insert(0, str(REPO))
 DATA = REPO.parent / "shared" / "data"
 
 import edgeopt  # noqa: E402
+from benchmarks.loadavg import load_note  # noqa: E402
 from edgeopt.artifacts.base import Artifact, TensorSpec  # noqa: E402
 from edgeopt.artifacts.loading import load_model  # noqa: E402
 from edgeopt.backends.tflite.artifact import TfliteModel  # noqa: E402
@@ -217,11 +217,6 @@ def bench_model(name: str, path: Path, work: Path, iters: int, threads: int, int
 
 
 # -- real models through edgeopt.compile -----------------------------------------------------------------------------
-def load_note() -> str:
-    one, five, fifteen = os.getloadavg()
-    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
-
-
 def rebuilt(source: Artifact, row: dict[str, Any], ctx: PassContext, cache: Cache) -> Path:
     """The ONNX model a build's to_tflite pass lowered: its chain re-run from the cache, checked by content hash."""
     steps = [{p["pass"]: p["config"]} for p in row["passes"] if p["pass"] != "to_tflite"]
