@@ -2,7 +2,8 @@
 
 One `edgeopt.compile` builds ort-cpu fp32/int8, tflite-cpu fp32/int8 and trt-gpu int8 (TensorRT-ready ONNX) from the
 same calibration pass (1,000 training images), evaluates all on the 10,000 test images beside the PyTorch reference and
-times them interleaved; then top-1 agreement between the INT8 builds is computed on the same images.
+times them interleaved (all four FP32 and INT8 builds in one run: each INT8 build against each FP32 build and the
+fastest); then top-1 agreement between the INT8 builds is computed on the same images.
 Run: .venv/bin/python benchmarks/bench_cifar_int8.py [--threads 2] [--iters 100]
 The model is benchmarks.cifar_train:cifar_resnet_factory (trained and cached by benchmarks/cifar_train.py).
 """
@@ -42,17 +43,23 @@ def predictions(result: edgeopt.CompileResult, data: object, threads: int) -> tu
     return preds, runners
 
 
-def int8_speedups(runners: dict, data: object, iters: int) -> dict[str, float]:
-    """INT8 vs FP32 of the same target, timed interleaved in one run; median of per-round ratios."""
+def int8_speedups(runners: dict, data: object, iters: int) -> dict[str, dict[str, float]]:
+    """Every FP32 and INT8 build timed interleaved in one run; for each INT8 build, its speed-up (median of per-round
+    ratios) over each FP32 build and over the fastest FP32 build."""
     x = data.take(1).inputs  # type: ignore[attr-defined]
-    out = {}
-    for target in ("ort-cpu", "tflite-cpu"):
-        fp32, int8 = runners.get(f"{target}/fp32"), runners.get(f"{target}/int8")
-        if fp32 is None or int8 is None:
-            continue
-        lat = time_interleaved({"fp32": lambda r=fp32: r.run(x), "int8": lambda r=int8: r.run(x)}, iters=iters,
-                               warmup=10, baseline="fp32", max_seconds=60)
-        out[target] = lat.speedup("int8")
+    names = [f"{t}/{p}" for p in ("fp32", "int8") for t in ("ort-cpu", "tflite-cpu") if f"{t}/{p}" in runners]
+    lat = time_interleaved({n: (lambda r=runners[n]: r.run(x)) for n in names}, iters=iters, warmup=20,
+                           baseline=names[0], max_seconds=120)
+    fp32 = [n for n in names if n.endswith("/fp32")]
+    fastest = min(fp32, key=lambda n: lat.stats(n)["median"])
+    out: dict[str, dict[str, float]] = {}
+    for n in names:
+        if n.endswith("/int8"):
+            out[n] = {f"vs {b}": lat.speedup(n, baseline=b) for b in fp32}
+            out[n]["vs fastest FP32"] = lat.speedup(n, baseline=fastest)
+            out[n]["median ms"] = lat.stats(n)["median"]
+    for n in fp32:
+        out[n] = {"median ms": lat.stats(n)["median"]}
     return out
 
 
@@ -101,8 +108,11 @@ def main() -> None:
         lat_s = f"{lat:.3f}" if lat else "-"
         print(f"| {v['name']} | {v['status'][:60]} | {acc_s} | {drop} | {v['size_bytes'] / 1e6:.3f} | {lat_s} |")
     print()
-    for target, sp in speedups.items():
-        print(f"{target}: INT8 vs FP32 median ratio (interleaved, batch 1, {args.threads} threads): {sp:.2f}x")
+    print(f"Latency, all builds interleaved in one run (batch 1, {args.threads} threads, {args.iters} rounds; speed-up ="
+          " median of per-round ratios):")
+    for name, figures in speedups.items():
+        shown = ", ".join(f"{k} {v:.3f}" if k == "median ms" else f"{k} {v:.2f}x" for k, v in figures.items())
+        print(f"  {name}: {shown}")
     print()
     base = preds.get("ort-cpu/int8")
     for name, p in sorted(preds.items()):
