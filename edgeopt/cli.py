@@ -31,6 +31,8 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--quantize", choices=["none", "dynamic", "static", "auto"])
     c.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile", "mse"])
     c.add_argument("--calibration-samples", type=int)
+    c.add_argument("--bias-correction", action="store_true", default=None,
+                   help="correct quantized Conv/Gemm biases for the mean shift INT8 causes (static INT8)")
     c.add_argument("--max-accuracy-drop", type=float, help="quality budget in points of --metric (default 1.0)")
     c.add_argument("--metric", choices=["auto", "top1", "top1_agreement", "cosine"],
                    help="what judges a build against the original (default auto: top1 with labels, else top-1 "
@@ -79,6 +81,7 @@ def _compile_config(args: argparse.Namespace) -> Any:
         "quantize": args.quantize,
         "calibration_method": args.calibration_method,
         "calibration_samples": args.calibration_samples,
+        "bias_correction": args.bias_correction,
         "max_accuracy_drop": args.max_accuracy_drop,
         "metric": args.metric,
         "eval_samples": args.eval_samples,

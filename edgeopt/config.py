@@ -43,6 +43,8 @@ class CompileConfig(BaseModel):
     quantize: Literal["none", "dynamic", "static", "auto"] = "none"
     calibration_method: Literal["minmax", "entropy", "percentile", "mse"] = "minmax"
     calibration_samples: int | None = Field(None, ge=1)
+    bias_correction: bool = Field(False, description="static INT8: correct quantized Conv/Gemm biases for the mean "
+                                  "output shift INT8 causes, measured on calibration samples")
     max_accuracy_drop: float = Field(1.0, ge=0, description="quality budget in points of `metric` vs the reference")
     metric: QualityMetric = Field(
         "auto", description="what judges a build: top1 (labels), top1_agreement, cosine (embeddings); auto: top1 "

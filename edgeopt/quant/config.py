@@ -43,6 +43,9 @@ class StaticQuantizeConfig(SpeedCheckConfig):
     fallback_steps: int = Field(6, ge=0, description="most re-quantizations while keeping nodes in float")
     max_float_fraction: float = Field(0.5, gt=0, le=1, description="most compute nodes the fallback keeps float")
     sensitivity_samples: int = Field(16, ge=1)
+    bias_correction: bool = Field(False, description="correct each quantized Conv/Gemm bias for the mean shift "
+                                  "INT8 causes at its output, measured on calibration samples (QDQ format only)")
+    bias_correction_samples: int = Field(64, ge=1, description="calibration samples the bias correction measures on")
 
 
 class DynamicQuantizeConfig(SpeedCheckConfig):

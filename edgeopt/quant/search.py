@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from edgeopt.quant.bias_correction import correct_biases
 from edgeopt.quant.calibration_table import CalibrationTable
 from edgeopt.quant.config import StaticQuantizeConfig
 from edgeopt.quant.emit import EmitResult, QdqSpec, emit_qdq
@@ -80,6 +81,10 @@ class StaticSearch:
     def emit(self, label: str, spec: QdqSpec) -> Build:
         """Emit and (when there is an evaluator) score one candidate."""
         build = Build(label, spec, emit_qdq(self.model, self.table, spec, self.work_dir))
+        if self.cfg.bias_correction and spec.format == "qdq":
+            build.emitted.model, record = correct_biases(
+                self.model, build.emitted.model, self.calibration, self.cfg.bias_correction_samples, self.cfg.threads)
+            self.record.setdefault("bias_correction", {})[label] = record
         if self.evaluator is not None:
             build.score = self.evaluator.score(build.emitted.model)
         return build

@@ -83,7 +83,8 @@ def test_nothing_to_quantize_dynamically(tmp_path: Path, make_conv_classifier: C
                                              ("auto", ["int8", "int8-dynamic"])])
 def test_quantized_variants_for_ort(mode: str, names: list[str]) -> None:
     cfg = CompileConfig.build({"model": "m.onnx", "quantize": mode, "calibration_method": "entropy",
-                               "calibration_samples": 300, "max_accuracy_drop": 0.5, "latency": {"threads": 2}})
+                               "calibration_samples": 300, "max_accuracy_drop": 0.5, "latency": {"threads": 2},
+                               "bias_correction": True})
     specs = quantized_variants(get_target("ort-cpu"), cfg)
     assert [s.name for s in specs] == names and {s.precision for s in specs} == {"int8"}
     chain = specs[0].passes
@@ -92,6 +93,7 @@ def test_quantized_variants_for_ort(mode: str, names: list[str]) -> None:
         static = chain[-1]["quantize_static"]
         assert static["method"] == "entropy" and static["samples"] == 300 and static["max_accuracy_drop"] == 0.5
         assert static["threads"] == 2 and static["format"] == ("auto" if mode == "auto" else "qdq")
+        assert static["bias_correction"] is True
 
 
 def test_quantized_variants_unknown_backend() -> None:

@@ -68,6 +68,21 @@ def test_within_budget_through_the_pipeline(model: OnnxModel, tmp_path: Path) ->
     assert any("calibration: minmax on 48 samples" in n for n in notes)
 
 
+def test_bias_correction_is_applied_and_recorded(model: OnnxModel, tmp_path: Path) -> None:
+    ctx = _ctx(model, tmp_path)
+    plain = Pipeline([QuantizeStatic({**FAST, "max_accuracy_drop": None})]).run(model, ctx, Cache(enabled=False))
+    res = Pipeline([QuantizeStatic({**FAST, "max_accuracy_drop": None, "bias_correction": True,
+                                    "bias_correction_samples": 32})]).run(model, ctx, Cache(enabled=False))
+    record = read_record(res.artifact)["bias_correction"]["int8"]
+    assert record["corrected"] == 2 and record["samples"] == 32
+    assert any(n.startswith("quantize_static: bias correction: 2 biases corrected") for n in res.steps[0].notes)
+    int32 = {i.name: onnx.numpy_helper.to_array(i) for i in plain.artifact.proto.graph.initializer
+             if i.data_type == TensorProto.INT32}
+    changed = [i.name for i in res.artifact.proto.graph.initializer
+               if i.name in int32 and not np.array_equal(onnx.numpy_helper.to_array(i), int32[i.name])]
+    assert changed  # the int32 biases moved; everything else is the plain build
+
+
 def test_unmeetable_budget_warns_and_keeps_best(model: OnnxModel, tmp_path: Path,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     # Calibrated on tiny inputs, evaluated on normal ones: activations clip and accuracy drops whatever stays float.

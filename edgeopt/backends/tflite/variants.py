@@ -28,6 +28,7 @@ def tflite_variants(target: Target, cfg: Any) -> list[VariantSpec]:
             "method": cfg.calibration_method, "samples": cfg.calibration_samples,
             "max_accuracy_drop": cfg.max_accuracy_drop, "metric": cfg.metric, "eval_samples": cfg.eval_samples,
             "threads": cfg.latency.threads, "format": "qdq", "activation_type": "int8", "speed_check": False,
+            "bias_correction": cfg.bias_correction,
         }
         out.append(VariantSpec(
             name="int8", precision="int8",

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import onnx
 from onnx import TensorProto, numpy_helper
+from pydantic import Field
 
 from edgeopt.artifacts.base import Artifact, ArtifactKind
 from edgeopt.artifacts.onnx_model import OnnxModel
@@ -40,6 +41,9 @@ class QdqTensorrtConfig(PassConfig):
     method: Literal["minmax", "entropy", "percentile", "mse"] = "minmax"
     percentile: float = 99.99
     samples: int | None = None
+    bias_correction: bool = Field(False, description="correct each quantized Conv/Gemm bias for the mean shift INT8 "
+                                  "causes at its output, measured on calibration samples")
+    bias_correction_samples: int = Field(64, ge=1)
 
 
 def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
@@ -189,6 +193,8 @@ def quantize_for_tensorrt(
     model: onnx.ModelProto, ctx: PassContext, cfg: QdqTensorrtConfig
 ) -> tuple[onnx.ModelProto, list[str]]:
     """The TensorRT-ready Q/DQ model and notes on what was done."""
+    from edgeopt.passes.onnx.quantize_static import bias_correction_note
+    from edgeopt.quant.bias_correction import correct_biases
     from edgeopt.quant.calibration_table import CalibrationTable
     from edgeopt.quant.emit import TENSORRT, emit_qdq, prepare_model
     from edgeopt.quant.graph import activation_tensors
@@ -220,6 +226,10 @@ def quantize_for_tensorrt(
     result = emit_qdq(prepared, fixed, spec, ctx.work_dir)
     out = result.model
     prune_to_sites(out, sites)
+    corrected = None
+    if cfg.bias_correction:
+        out, corrected = correct_biases(prepared, out, ctx.calibration, cfg.bias_correction_samples)
+        notes.append("qdq_tensorrt: " + bias_correction_note(corrected))
     problems = check_placement(out)
     if problems:
         raise EdgeoptError(f"qdq_tensorrt left {len(problems)} placement problems, first: {problems[0]}",
@@ -227,7 +237,7 @@ def quantize_for_tensorrt(
     weights = sum(s.weight for s in sites)
     attach(out, {"mode": "static", "format": "tensorrt", "activation_type": "int8", "activation_symmetric": True,
                  "method": cfg.method, "activation_sites": len(sites) - weights, "weight_sites": weights,
-                 "residual_adds": len(residual), "samples": table.samples}, fixed)
+                 "residual_adds": len(residual), "samples": table.samples, "bias_correction": corrected}, fixed)
     notes.append(
         f"qdq_tensorrt: {len(sites) - weights} activation inputs per-tensor, {weights} weights per-channel, INT8 "
         f"zero point 0, biases float ({len(residual)} residual Adds keep their Conv branch float for Conv+Add fusion);"
@@ -267,7 +277,7 @@ def tensorrt_variants(target: Target, cfg: Any) -> list[VariantSpec]:
         return []
     fp16 = next((v for v in target.variants if v.precision == "fp16"), None)
     chain = list(fp16.passes) if fp16 is not None else ["dynamic_batch", "simplify"]
-    cal = {"method": cfg.calibration_method}
+    cal = {"method": cfg.calibration_method, "bias_correction": cfg.bias_correction}
     if cfg.calibration_samples:
         cal["samples"] = cfg.calibration_samples
     return [

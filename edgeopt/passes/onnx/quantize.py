@@ -64,6 +64,7 @@ def ort_variants(target: Target, cfg: Any) -> list[VariantSpec]:
             "method": cfg.calibration_method, "samples": cfg.calibration_samples,
             "max_accuracy_drop": cfg.max_accuracy_drop, "metric": cfg.metric, "eval_samples": cfg.eval_samples,
             "threads": threads, "format": "auto" if cfg.quantize == "auto" else "qdq",
+            "bias_correction": cfg.bias_correction,
         }
         out.append(VariantSpec(
             name="int8", precision="int8", passes=[*chain, {QuantizeStatic.name: static}],

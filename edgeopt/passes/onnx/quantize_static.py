@@ -73,6 +73,17 @@ def no_quantizable_ops_error(model_name: str) -> ConfigError:
     )
 
 
+def bias_correction_note(record: dict[str, Any] | None) -> str:
+    """The report line for a bias correction record (None: the build was not corrected: QOperator format)."""
+    if record is None:
+        return "bias correction not applied: it works on the QDQ form and the chosen build is QOperator"
+    largest = ", ".join(f"{k} {v:.3g}" for k, v in list(record["largest_shifts"].items())[:3])
+    skipped = len(record["skipped_no_bias"])
+    return (f"bias correction: {record['corrected']} biases corrected for the mean output shift measured on "
+            f"{record['samples']} calibration samples (largest per-channel shifts: {largest or 'none'})"
+            + (f"; {skipped} quantized nodes without a bias left as they are" if skipped else ""))
+
+
 def decision_inputs(cfg: Any, ctx: PassContext) -> dict[str, Any]:
     """What besides the model decides a quantize pass's output: eval data (accuracy fallback), CPU (speed check)."""
     extra: dict[str, Any] = {}
@@ -142,6 +153,8 @@ class QuantizeStatic(Pass):
             s = outcome.build.score
             notes.append(f"{evaluator.describe()}: FP32 {evaluator.float_value * 100:.2f}%, INT8 {s.value * 100:.2f}% "
                          f"(drop {s.drop_points:.2f} points, budget {cfg.max_accuracy_drop:g})")
+        if cfg.bias_correction:
+            notes.append(bias_correction_note(outcome.record.get("bias_correction", {}).get(outcome.build.label)))
         notes.extend(outcome.notes)
         for warning in outcome.warnings:
             log.warning("quantize_static: %s", warning)
