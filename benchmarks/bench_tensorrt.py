@@ -5,7 +5,7 @@ run both under ONNX Runtime (the TensorRT build stands in for TensorRT's INT8 ar
 report top-1 agreement between them, and each one's top-1 accuracy beside FP32. Prints a markdown table.
 
 Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx|package.module:factory]
-     [--only MODEL] [--methods minmax entropy percentile mse] [--eval-in-compile]
+     [--only MODEL] [--methods minmax entropy percentile mse] [--eval-in-compile] [--bias-correction]
 """
 
 from __future__ import annotations
@@ -42,17 +42,20 @@ def _predictions(model_path: Path, data: Any, threads: int) -> np.ndarray:
 
 
 def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path, eval_samples: int | None,
-                threads: int, methods: list[str] | None = None, eval_in_compile: bool = False) -> dict[str, Any]:
+                threads: int, methods: list[str] | None = None, eval_in_compile: bool = False,
+                bias_correction: bool = False) -> dict[str, Any]:
     """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data.
 
     `methods`: also build the TensorRT-ready ONNX with these calibration methods (variants int8-<method>) and report
     each one's agreement with the same ORT INT8 build. `eval_in_compile`: give the ORT INT8 compile the evaluation
     data, so its accuracy fallback is judged on it (as bench_efficientnet_peers.py does) rather than on agreement
-    over the calibration images."""
+    over the calibration images. `bias_correction`: both INT8 builds correct their biases (--bias-correction)."""
     start = time.perf_counter()
-    common = {"calibration": str(calib), "cache_dir": str(work / "cache"), "latency": {"iters": 5, "threads": threads}}
+    common = {"calibration": str(calib), "cache_dir": str(work / "cache"), "latency": {"iters": 5, "threads": threads},
+              "bias_correction": bias_correction}
     extra = [{"name": f"int8-{m}", "precision": "int8", "passes": ["dynamic_batch", "simplify",
-                                                                   {"qdq_tensorrt": {"method": m}}]}
+                                                                   {"qdq_tensorrt": {"method": m, "bias_correction":
+                                                                                     bias_correction}}]}
              for m in methods or []]
     trt = edgeopt.compile(model, target="trt-gpu", quantize="static",
                           variants=["int8", "fp16", *(e["name"] for e in extra)], extra_variants=extra,
@@ -142,6 +145,7 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--methods", nargs="+", choices=["minmax", "entropy", "percentile", "mse"],
                     help="also build the TensorRT-ready ONNX with these calibration methods; agreement for each")
+    ap.add_argument("--bias-correction", action="store_true", help="both INT8 builds correct their biases")
     ap.add_argument("--eval-in-compile", action="store_true",
                     help="give the ORT INT8 compile the evaluation data (its fallback is then judged on it)")
     args = ap.parse_args()
@@ -151,7 +155,7 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             r = bench_model(name, model, calib, evaluation, Path(tmp), args.eval_samples, args.threads, args.methods,
-                            args.eval_in_compile)
+                            args.eval_in_compile, args.bias_correction)
             print(json.dumps(r), file=sys.stderr)
             results.append(r)
     print(table(results))

@@ -16,13 +16,14 @@ from edgeopt.data import load_data
 from edgeopt.passes.base import PassContext
 from edgeopt.passes.onnx.qdq_tensorrt import QdqTensorrtConfig, quantize_for_tensorrt, strip_qdq
 from edgeopt.passes.registry import REGISTRY
+from edgeopt.quant.record import read_record
 
 
-def _quantize(path: Path, calib: np.ndarray, tmp_path: Path, name: str = "x") -> onnx.ModelProto:
+def _quantize(path: Path, calib: np.ndarray, tmp_path: Path, name: str = "x", **cfg: object) -> onnx.ModelProto:
     shape = ("batch", *calib.shape[1:])
     data = load_data({name: calib}, [TensorSpec(name, shape)])
     out, _ = quantize_for_tensorrt(onnx.load(str(path)), PassContext(work_dir=tmp_path, calibration=data),
-                                   QdqTensorrtConfig())
+                                   QdqTensorrtConfig(**cfg))
     return out
 
 
@@ -94,3 +95,22 @@ def test_trained_digits_agree_with_float_on_top1(digits_onnx: tuple, tmp_path: P
     assert float(np.mean(got == y_test)) >= float(np.mean(ref == y_test)) - 0.02
     types = {i.data_type for i in out.graph.initializer if i.name.endswith("_quantized")}
     assert types == {TensorProto.INT8}
+
+
+def test_bias_correction_keeps_the_rules_and_moves_only_float_biases(digits_onnx: tuple, tmp_path: Path) -> None:
+    path, calib, x_test, _ = digits_onnx
+    x = np.load(calib)["x"]
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    plain = _quantize(path, x, tmp_path / "a", name="input")
+    corrected = _quantize(path, x, tmp_path / "b", name="input", bias_correction=True, bias_correction_samples=32)
+    assert check_placement(corrected) == []
+    record = read_record(corrected)["bias_correction"]
+    assert record["samples"] == 32 and record["corrected"] >= 2
+    before = {i.name: numpy_helper.to_array(i) for i in plain.graph.initializer}
+    changed = {i.name for i in corrected.graph.initializer if not np.array_equal(numpy_helper.to_array(i),
+                                                                                  before[i.name])}
+    biases = {n.input[2] for n in corrected.graph.node if n.op_type in ("Conv", "Gemm") and len(n.input) > 2}
+    assert changed and changed <= biases
+    ref = _run(path, {"input": x_test}).argmax(1)
+    assert float(np.mean(_run(corrected, {"input": x_test}).argmax(1) == ref)) >= 0.98
