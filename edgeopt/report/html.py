@@ -6,6 +6,8 @@ import math
 from html import escape
 from typing import Any
 
+from edgeopt.report.markdown import check_text
+
 W, H, LEFT, RIGHT, TOP, BOTTOM = 540, 380, 58, 16, 36, 46
 FRONT, DOMINATED, RECOMMENDED, REFERENCE = "#1f6feb", "#b8b8b8", "#e8590c", "#222222"
 METRIC_LABEL = {"top1": "top-1 accuracy (%)", "top1_agreement": "top-1 agreement with the reference (%)"}
@@ -214,7 +216,7 @@ def _pass_records(report: dict[str, Any]) -> str:
         )
         for p in passes:
             chk = p.get("check") or {}
-            check = f"max abs {chk['max_abs']:.2g}, cosine {chk['cosine']:.6f}" if chk else "not semantics-preserving"
+            check = check_text(chk) if chk else "not semantics-preserving"
             cfg = ", ".join(f"{k}={val}" for k, val in sorted((p.get("config") or {}).items()) if val not in (None, []))
             out.append(
                 f"<tr><td>{escape(p['pass'])}</td><td>{escape(cfg[:160])}</td>"

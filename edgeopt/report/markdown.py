@@ -7,6 +7,16 @@ from typing import Any
 from edgeopt.evaluate.metric import value
 
 
+def check_text(chk: dict[str, Any]) -> str:
+    """A pass's numerical check (semantics-preserving passes) or record (passes that change numbers by design)."""
+    agree = chk.get("top1_agreement")
+    figures = f"max abs {chk['max_abs']:.2g}, cosine {chk['cosine']:.6f}" + (
+        f", top-1 agreement {agree * 100:.2f}%" if agree is not None and chk.get("kind") == "measured" else "")
+    if chk.get("kind") == "measured":
+        return f"changes outputs by design, vs its input on {chk['n']} {chk['inputs']} samples: {figures}"
+    return f"check {figures}"
+
+
 def _fmt(v: Any, spec: str, suffix: str = "") -> str:
     return "-" if v is None else f"{v:{spec}}{suffix}"
 
@@ -84,7 +94,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             )
         for p in v.get("passes") or []:
             chk = p.get("check") or {}
-            check = f", check max abs {chk['max_abs']:.2g}" if chk else ""
+            check = f", {check_text(chk)}" if chk else ""
             lines.append(f"- pass `{p['pass']}`: {p['wall_s']:.2f} s{' (cached)' if p['cached'] else ''}{check}")
         for n in notes:
             lines.append(f"- note: {n}")

@@ -138,8 +138,11 @@ def test_pipeline_caches_and_checkpoints_by_key(teacher, digits, tmp_path: Path)
     pipe = Pipeline([("prune", {"ratio": 0.5}), ("distill", {"steps": 4})])
     cache = Cache(tmp_path / "cache")
     ctx = _ctx(tmp_path / "work", teacher, digits)
-    first = pipe.run(teacher, ctx, cache)
+    first = pipe.run(teacher, ctx, cache, check_inputs=dict(digits["test"].take(8).inputs))
     assert ctx.shared["checkpoint_dir"].parent == tmp_path / "cache" / "checkpoints"
+    for step in first.steps:  # each pass's numbers vs its input, recorded (a change by design: no pass/fail)
+        assert step.check is not None and step.check["kind"] == "measured" and step.check["inputs"] == "real"
+        assert step.check["n"] == 8 and 0.0 <= step.check["top1_agreement"] <= 1.0 and step.check["cosine"] < 1.0
     second = pipe.run(teacher, _ctx(tmp_path / "work2", teacher, digits), cache)
     assert [s.cached for s in second.steps] == [True, True]
     assert first.artifact.sha256 == second.artifact.sha256
