@@ -108,8 +108,8 @@ def main() -> None:
         lat_s = f"{lat:.3f}" if lat else "-"
         print(f"| {v['name']} | {v['status'][:60]} | {acc_s} | {drop} | {v['size_bytes'] / 1e6:.3f} | {lat_s} |")
     print()
-    print(f"Latency, all builds interleaved in one run (batch 1, {args.threads} threads, {args.iters} rounds; speed-up ="
-          " median of per-round ratios):")
+    print(f"Latency, all builds interleaved in one run (batch 1, {args.threads} threads, {args.iters} rounds; "
+          "speed-up = median of per-round ratios):")
     for name, figures in speedups.items():
         shown = ", ".join(f"{k} {v:.3f}" if k == "median ms" else f"{k} {v:.2f}x" for k, v in figures.items())
         print(f"  {name}: {shown}")

@@ -94,7 +94,7 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
     return out
 
 
-def models(cifar: Path | None) -> list[tuple[str, Any, Path, Path]]:
+def models(cifar: str | None) -> list[tuple[str, Any, Path, Path]]:
     """(name, model, calibration recipe, evaluation recipe) for the models available here."""
     cal = REPO / "calibration"
     out: list[tuple[str, Any, Path, Path]] = [
@@ -103,7 +103,8 @@ def models(cifar: Path | None) -> list[tuple[str, Any, Path, Path]]:
     if cifar is not None:
         out.append(("cifar10-resnet", str(cifar), cal / "cifar10-train.yaml", cal / "cifar10-test.yaml"))
     else:
-        print("skip cifar10-resnet: no trained CIFAR-10 ResNet given (--cifar-model PATH.onnx)", file=sys.stderr)
+        print("skip cifar10-resnet: no trained CIFAR-10 ResNet given (--cifar-model PATH.onnx or "
+              "package.module:factory)", file=sys.stderr)
     out.append(("resnet18", "edgeopt.models.resnet:resnet18_factory", cal / "imagenet-calib.yaml",
                 cal / "imagenet-eval.yaml"))
     try:
@@ -140,7 +141,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--eval-samples", type=int, default=None, help="evaluate on the first N samples only")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--cifar-model", type=Path, default=None, help="a trained CIFAR-10 ResNet (.onnx)")
+    ap.add_argument("--cifar-model", default=None,
+                    help="a trained CIFAR-10 ResNet: PATH.onnx or package.module:factory")
     ap.add_argument("--only", action="append", help="run only these models")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--methods", nargs="+", choices=["minmax", "entropy", "percentile", "mse"],

@@ -219,17 +219,16 @@ class Pipeline:
         source = "real"
         if inputs is None:
             inputs, source = before.random_inputs(batch=2, seed=ctx.seed), "random"
-        if not p.preserves_semantics:
-            try:
-                ref, got = self._outputs(before, inputs, memo), self._outputs(after, inputs, memo)
-            except Exception as exc:  # noqa: BLE001 - a record only: a build that cannot run here is measured later
-                log.debug("no numerical record for pass '%s': %s", p.name, exc)
-                return None
-            return {**compare_outputs(ref, got), "inputs": source, "n": len(next(iter(inputs.values()))),
-                    "ok": None, "kind": "measured"}
-        ref = self._outputs(before, inputs, memo)
-        got = self._outputs(after, inputs, memo)
+        try:
+            ref, got = self._outputs(before, inputs, memo), self._outputs(after, inputs, memo)
+        except Exception as exc:  # noqa: BLE001 - a record only: a build that cannot run here is measured later
+            if p.preserves_semantics:
+                raise
+            log.debug("no numerical record for pass '%s': %s", p.name, exc)
+            return None
         result: dict[str, Any] = {**compare_outputs(ref, got), "inputs": source, "n": len(next(iter(inputs.values())))}
+        if not p.preserves_semantics:
+            return {**result, "ok": None, "kind": "measured"}
         tol_abs, tol_cos = p.check_tolerance
         scale = max(1.0, float(max(np.max(np.abs(r)) for r in ref)))
         result["ok"] = bool(result["max_abs"] <= tol_abs * scale and result["cosine"] >= tol_cos)

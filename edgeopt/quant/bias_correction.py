@@ -10,6 +10,7 @@ the bias's scale). Biases are fed as graph inputs while measuring, so one sessio
 
 from __future__ import annotations
 
+import collections
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,7 @@ def _sites(float_model: onnx.ModelProto, qdq: onnx.ModelProto) -> tuple[list[_Si
     g = qdq.graph
     producers = {o: n for n in g.node for o in n.output}
     inits = {i.name: i for i in g.initializer}
-    readers: dict[str, int] = {}
-    for n in g.node:
-        for i in n.input:
-            readers[i] = readers.get(i, 0) + 1
+    readers = collections.Counter(i for n in g.node for i in n.input)
     float_nodes = {n.name: n for n in float_model.graph.node}
     sites: list[_Site] = []
     skipped: list[str] = []
@@ -55,7 +53,7 @@ def _sites(float_model: onnx.ModelProto, qdq: onnx.ModelProto) -> tuple[list[_Si
             continue  # a float node: nothing to correct
         ref = float_nodes.get(node.name)
         bias = node.input[2] if len(node.input) > 2 else ""
-        if not bias or ref is None or readers.get(bias, 0) != 1:
+        if not bias or ref is None or readers[bias] != 1:
             skipped.append(node.name)
             continue
         if bias in inits:
@@ -63,7 +61,7 @@ def _sites(float_model: onnx.ModelProto, qdq: onnx.ModelProto) -> tuple[list[_Si
             continue
         dq = producers.get(bias)
         if dq is None or dq.op_type != "DequantizeLinear" or dq.input[0] not in inits or dq.input[1] not in inits \
-                or readers.get(dq.input[0], 0) != 1:
+                or readers[dq.input[0]] != 1:
             skipped.append(node.name)
             continue
         scale = numpy_helper.to_array(inits[dq.input[1]]).astype(np.float64)
@@ -94,13 +92,13 @@ def _with_bias_inputs(qdq: onnx.ModelProto, tensors: list[str]) -> onnx.ModelPro
 def _means(session: Any, batches: list[dict[str, np.ndarray]], outputs: list[str], extra: dict[str, np.ndarray],
            max_batch: int | None) -> list[np.ndarray]:
     """Per-channel means of `outputs` over all batches."""
-    sums = [np.zeros(0)] * len(outputs)
+    sums: list[Any] = [0.0] * len(outputs)
     counts = [0] * len(outputs)
     for batch in batches:
         for piece in split(batch, max_batch):  # the biases are whole tensors, not cut with the batch
             vals = session.run(outputs, feeds(session, {**piece, **extra}))
             for k, v in enumerate(vals):
-                sums[k] = _channel_sum(v) + (sums[k] if counts[k] else 0.0)
+                sums[k] = sums[k] + _channel_sum(v)
                 counts[k] += v.size // v.shape[1]
     return [s / max(c, 1) for s, c in zip(sums, counts, strict=True)]
 
@@ -146,3 +144,12 @@ def correct_biases(float_model: onnx.ModelProto, qdq: onnx.ModelProto, data: Any
     top = sorted(shifts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
     record["largest_shifts"] = {k: round(v, 6) for k, v in top}
     return out, record
+
+
+def describe(record: dict[str, Any]) -> str:
+    """The report line for a correction record."""
+    largest = ", ".join(f"{k} {v:.3g}" for k, v in list(record["largest_shifts"].items())[:3])
+    skipped = len(record["skipped_no_bias"])
+    return (f"bias correction: {record['corrected']} biases corrected for the mean output shift measured on "
+            f"{record['samples']} calibration samples (largest per-channel shifts: {largest or 'none'})"
+            + (f"; {skipped} quantized nodes without a bias left as they are" if skipped else ""))

@@ -193,8 +193,7 @@ def quantize_for_tensorrt(
     model: onnx.ModelProto, ctx: PassContext, cfg: QdqTensorrtConfig
 ) -> tuple[onnx.ModelProto, list[str]]:
     """The TensorRT-ready Q/DQ model and notes on what was done."""
-    from edgeopt.passes.onnx.quantize_static import bias_correction_note
-    from edgeopt.quant.bias_correction import correct_biases
+    from edgeopt.quant.bias_correction import correct_biases, describe
     from edgeopt.quant.calibration_table import CalibrationTable
     from edgeopt.quant.emit import TENSORRT, emit_qdq, prepare_model
     from edgeopt.quant.graph import activation_tensors
@@ -229,7 +228,7 @@ def quantize_for_tensorrt(
     corrected = None
     if cfg.bias_correction:
         out, corrected = correct_biases(prepared, out, ctx.calibration, cfg.bias_correction_samples)
-        notes.append("qdq_tensorrt: " + bias_correction_note(corrected))
+        notes.append("qdq_tensorrt: " + describe(corrected))
     problems = check_placement(out)
     if problems:
         raise EdgeoptError(f"qdq_tensorrt left {len(problems)} placement problems, first: {problems[0]}",

@@ -16,6 +16,7 @@ from edgeopt.evaluate.machine import machine_info
 from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.onnx.common import save_onnx
 from edgeopt.passes.registry import register_pass
+from edgeopt.quant.bias_correction import describe as describe_bias_correction
 from edgeopt.quant.config import StaticQuantizeConfig
 from edgeopt.quant.emit import prepare_model
 from edgeopt.quant.evaluation import QuantEvaluator
@@ -71,17 +72,6 @@ def no_quantizable_ops_error(model_name: str) -> ConfigError:
         f"{model_name} has no ops that INT8 quantization speeds up ({', '.join(COMPUTE_OPS)})",
         "drop --quantize for this model",
     )
-
-
-def bias_correction_note(record: dict[str, Any] | None) -> str:
-    """The report line for a bias correction record (None: the build was not corrected: QOperator format)."""
-    if record is None:
-        return "bias correction not applied: it works on the QDQ form and the chosen build is QOperator"
-    largest = ", ".join(f"{k} {v:.3g}" for k, v in list(record["largest_shifts"].items())[:3])
-    skipped = len(record["skipped_no_bias"])
-    return (f"bias correction: {record['corrected']} biases corrected for the mean output shift measured on "
-            f"{record['samples']} calibration samples (largest per-channel shifts: {largest or 'none'})"
-            + (f"; {skipped} quantized nodes without a bias left as they are" if skipped else ""))
 
 
 def decision_inputs(cfg: Any, ctx: PassContext) -> dict[str, Any]:
@@ -154,7 +144,9 @@ class QuantizeStatic(Pass):
             notes.append(f"{evaluator.describe()}: FP32 {evaluator.float_value * 100:.2f}%, INT8 {s.value * 100:.2f}% "
                          f"(drop {s.drop_points:.2f} points, budget {cfg.max_accuracy_drop:g})")
         if cfg.bias_correction:
-            notes.append(bias_correction_note(outcome.record.get("bias_correction", {}).get(outcome.build.label)))
+            corrected = outcome.record.get("bias_correction", {}).get(outcome.build.label)
+            notes.append(describe_bias_correction(corrected) if corrected else
+                         "bias correction not applied: it works on the QDQ form and the chosen build is QOperator")
         notes.extend(outcome.notes)
         for warning in outcome.warnings:
             log.warning("quantize_static: %s", warning)
