@@ -155,6 +155,30 @@ def screenshot(html: Path, png: Path) -> bool:
     return png.is_file()
 
 
+def prune_widths(out: Path, cache: Path) -> dict[str, Any]:
+    """Why the pruned CIFAR network's ORT FP32 speed-up stops where it does: the same teacher pruned (no training:
+    latency does not depend on the weights) to MAC budgets with kept channels rounded to 16 and to 8, with the output
+    channels of each convolution, then timed interleaved at batch 1 and 32 with 1 and 2 threads (batch_latency)."""
+    import onnx
+
+    model, _ = trained_cifar_resnet()
+    fp32 = next(v for v in get_target("ort-cpu").variants if v.name == "fp32")
+    plans = {"macs50-r16": (0.5, 16), "macs50-r8": (0.5, 8), "macs30-r8": (0.3, 8)}
+    extra = [VariantSpec(name=n, precision="fp32", passes=[{"prune": {"macs": m, "round_to": r}}, *fp32.passes])
+             for n, (m, r) in plans.items()]  # fmt: skip
+    edgeopt.compile(
+        model, target="ort-cpu", example_inputs=torch.randn(1, 3, 32, 32), out=str(out), cache_dir=str(cache),
+        extra_variants=extra, variants=["fp32", *plans], progress=True, latency={"iters": 5, "warmup": 1},
+    )  # fmt: skip
+    names = [f"ort-cpu-{n}" for n in ["fp32", *plans]]
+    widths: dict[str, Any] = {}
+    for name in names:
+        graph = onnx.load(out / "artifacts" / f"{name}.onnx").graph
+        dims = {t.name: list(t.dims) for t in graph.initializer}
+        widths[name] = [dims[n.input[1]][0] for n in graph.node if n.op_type in ("Conv", "FusedConv")]
+    return {"conv_out_channels": widths, "latency": batch_latency(out / "artifacts", names)}
+
+
 def resnet18_latency_budget(out: Path, cache: Path, threads: int | None) -> dict[str, Any]:
     """ResNet-18 at 224: the prune pass searches the ratio for 0.5x of the unpruned ORT FP32 latency; the compile
     then times both builds interleaved."""
@@ -186,10 +210,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "runs" / "bench_prune"))
     parser.add_argument("--skip-resnet18", action="store_true")
+    parser.add_argument("--widths-only", action="store_true", help="only the channel-width latency table")
     args = parser.parse_args()
     out = Path(args.out)
     cache = out / "cache"
     figures: dict[str, Any] = {"machine": machine_summary(machine_info(args.threads))}
+    figures["cifar_widths"] = prune_widths(out / "widths", cache)
+    if args.widths_only:
+        print(json.dumps(figures, indent=2, default=str))
+        return
     figures["cifar"] = cifar_frontier(out / "cifar", cache, args.epochs, args.threads)
     figures["screenshot"] = str(SHOT) if screenshot(out / "cifar" / "report.html", SHOT) else None
     names = ["ort-cpu-fp32", "ort-cpu-macs50-distill-fp32", "ort-cpu-int8", "ort-cpu-macs50-distill-int8"]

@@ -1,6 +1,8 @@
 """Time built artifacts (ONNX, TFLite) against the first one, interleaved in one run; median of per-round ratios.
 
 Run: .venv/bin/python benchmarks/time_builds.py BASE.onnx OTHER.onnx [OTHER.tflite ...] [--iters 200] [--threads 2]
+With several thread counts (--threads 1 2) every build is timed at each of them in the same run, named FILE@THREADS;
+the baseline is the first build at the first count.
 """
 
 from __future__ import annotations
@@ -22,18 +24,22 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("models", nargs="+")
     ap.add_argument("--iters", type=int, default=200)
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--threads", type=int, nargs="+", default=[2])
     args = ap.parse_args()
     load0 = os.getloadavg()[0]
-    names = [Path(m).name for m in args.models]
     fns = {}
-    for name, path in zip(names, args.models, strict=True):
+    for path in args.models:
         art = load_model(path)
-        runner = reference_runner(art, threads=args.threads)
         x = art.random_inputs(batch=1, seed=0)
-        fns[name] = lambda r=runner, x=x: r.run(x)
+        for threads in args.threads:
+            runner = reference_runner(art, threads=threads)
+            name = Path(path).name if len(args.threads) == 1 else f"{Path(path).name}@{threads}"
+            fns[name] = lambda r=runner, x=x: r.run(x)
+    names = list(fns)
     lat = time_interleaved(fns, iters=args.iters, warmup=20, baseline=names[0], max_seconds=300)
-    print(f"machine: {machine_summary(machine_info(args.threads))}; load {load0:.1f} -> {os.getloadavg()[0]:.1f}")
+    info = machine_info(args.threads[0] if len(args.threads) == 1 else None)
+    several = f", threads {'/'.join(map(str, args.threads))}" if len(args.threads) > 1 else ""
+    print(f"machine: {machine_summary(info)}{several}; load {load0:.1f} -> {os.getloadavg()[0]:.1f}")
     print("| build | median ms | p90 ms | speed-up vs first (median ratio) |\n|---|---|---|---|")
     for n in names:
         st = lat.stats(n)
