@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -171,12 +172,14 @@ def prune_widths(out: Path, cache: Path) -> dict[str, Any]:
         extra_variants=extra, variants=["fp32", *plans], progress=True, latency={"iters": 5, "warmup": 1},
     )  # fmt: skip
     names = [f"ort-cpu-{n}" for n in ["fp32", *plans]]
+    load = os.getloadavg()[0]
+    timing = batch_latency(out / "artifacts", names)
     widths: dict[str, Any] = {}
     for name in names:
         graph = onnx.load(out / "artifacts" / f"{name}.onnx").graph
         dims = {t.name: list(t.dims) for t in graph.initializer}
         widths[name] = [dims[n.input[1]][0] for n in graph.node if n.op_type in ("Conv", "FusedConv")]
-    return {"conv_out_channels": widths, "latency": batch_latency(out / "artifacts", names)}
+    return {"conv_out_channels": widths, "latency": timing, "load": [round(load, 1), round(os.getloadavg()[0], 1)]}
 
 
 def resnet18_latency_budget(out: Path, cache: Path, threads: int | None) -> dict[str, Any]:

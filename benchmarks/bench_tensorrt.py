@@ -5,7 +5,8 @@ run both under ONNX Runtime (the TensorRT build stands in for TensorRT's INT8 ar
 report top-1 agreement between them, and each one's top-1 accuracy beside FP32. Prints a markdown table.
 
 Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx|package.module:factory]
-     [--only MODEL] [--methods minmax entropy percentile mse] [--eval-in-compile] [--bias-correction]
+     [--resnet18-cifar-model PATH.onnx|package.module:factory] [--only MODEL]
+     [--methods minmax entropy percentile mse] [--eval-in-compile] [--bias-correction]
 """
 
 from __future__ import annotations
@@ -94,7 +95,7 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
     return out
 
 
-def models(cifar: str | None) -> list[tuple[str, Any, Path, Path]]:
+def models(cifar: str | None, resnet18_cifar: str | None = None) -> list[tuple[str, Any, Path, Path]]:
     """(name, model, calibration recipe, evaluation recipe) for the models available here."""
     cal = REPO / "calibration"
     out: list[tuple[str, Any, Path, Path]] = [
@@ -107,6 +108,8 @@ def models(cifar: str | None) -> list[tuple[str, Any, Path, Path]]:
               "package.module:factory)", file=sys.stderr)
     out.append(("resnet18", "edgeopt.models.resnet:resnet18_factory", cal / "imagenet-calib.yaml",
                 cal / "imagenet-eval.yaml"))
+    if resnet18_cifar is not None:  # the same network with trained weights: no ImageNet-trained ResNet-18 offline
+        out.append(("resnet18-cifar10", str(resnet18_cifar), cal / "cifar10-train.yaml", cal / "cifar10-test.yaml"))
     try:
         from edgeopt.models.efficientnet_lite import efficientnet_lite0_weights_path
 
@@ -143,6 +146,9 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--cifar-model", default=None,
                     help="a trained CIFAR-10 ResNet: PATH.onnx or package.module:factory")
+    ap.add_argument("--resnet18-cifar-model", default=None,
+                    help="the ResNet-18-style network trained on CIFAR-10 (e.g. "
+                         "benchmarks.cifar_train:cifar_resnet18_factory): agreement on real data with trained weights")
     ap.add_argument("--only", action="append", help="run only these models")
     ap.add_argument("--json", type=Path, default=None)
     ap.add_argument("--methods", nargs="+", choices=["minmax", "entropy", "percentile", "mse"],
@@ -153,7 +159,7 @@ def main() -> None:
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-trt-") as tmp:
-        for name, model, calib, evaluation in models(args.cifar_model):
+        for name, model, calib, evaluation in models(args.cifar_model, args.resnet18_cifar_model):
             if args.only and name not in args.only:
                 continue
             r = bench_model(name, model, calib, evaluation, Path(tmp), args.eval_samples, args.threads, args.methods,

@@ -1,8 +1,11 @@
 """The CIFAR-10 small ResNet the benchmarks share: trained once on the 10,000 training images, cached, reused.
 
-Run: .venv/bin/python benchmarks/cifar_train.py [--epochs 12] [--width 16] [--depth 20]
+Run: .venv/bin/python benchmarks/cifar_train.py [--epochs 12] [--width 16] [--depth 20] [--arch resnet18]
 As a model for `edgeopt compile`: benchmarks.cifar_train:cifar_resnet_factory (from the repository root; it trains
-on first use). The weights go to benchmarks/.cache/ (git-ignored), keyed by the training settings.
+on first use). `--arch resnet18` trains the ResNet-18-style network of edgeopt.models.resnet instead (ImageNet layout:
+7x7 stride-2 stem, max-pool, 64-512 channels; depth and width do not apply) on the same 32x32 images, so that the
+ResNet-18 figures that need trained weights have them: benchmarks.cifar_train:cifar_resnet18_factory.
+The weights go to benchmarks/.cache/ (git-ignored), keyed by the training settings.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ if str(REPO) not in sys.path:
 
 from edgeopt.artifacts.base import TensorSpec  # noqa: E402
 from edgeopt.fileio import write_bytes_atomic, write_json_atomic  # noqa: E402
-from edgeopt.models.resnet import cifar_resnet  # noqa: E402
+from edgeopt.models.resnet import cifar_resnet, resnet18  # noqa: E402
 from edgeopt.models.train import accuracy, train_classifier  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data" / "cifar10"
@@ -34,7 +37,9 @@ CACHE = REPO / "benchmarks" / ".cache"
 MEAN = np.array([0.4914, 0.4822, 0.4465], np.float32)
 STD = np.array([0.2470, 0.2435, 0.2616], np.float32)
 INPUTS = [TensorSpec("input", ("batch", 3, 32, 32), "float32")]
-DEFAULTS: dict[str, Any] = {"depth": 20, "width": 16, "epochs": 12, "batch_size": 128, "lr": 0.1, "seed": 0}
+DEFAULTS: dict[str, Any] = {
+    "arch": "cifar_resnet", "depth": 20, "width": 16, "epochs": 12, "batch_size": 128, "lr": 0.1, "seed": 0,
+}
 
 
 def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
@@ -46,14 +51,18 @@ def load_split(split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _key(settings: dict[str, Any]) -> str:
     s = settings
+    if s["arch"] == "resnet18":
+        return f"resnet18_e{s['epochs']}_b{s['batch_size']}_lr{s['lr']}_s{s['seed']}"
     return f"cifar_resnet{s['depth']}_w{s['width']}_e{s['epochs']}_b{s['batch_size']}_lr{s['lr']}_s{s['seed']}"
 
 
-def build(depth: int, width: int, seed: int) -> nn.Module:
+def build(arch: str, depth: int, width: int, seed: int) -> nn.Module:
     """The untrained network, seeded, tagged with its input spec."""
+    if arch not in ("cifar_resnet", "resnet18"):
+        raise SystemExit(f"unknown arch '{arch}': use cifar_resnet or resnet18")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = cifar_resnet(depth=depth, width=width, num_classes=10)
+        model = resnet18(num_classes=10) if arch == "resnet18" else cifar_resnet(depth, 10, width)
     model.edgeopt_inputs = list(INPUTS)
     return model
 
@@ -62,7 +71,7 @@ def trained_cifar_resnet(**overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
     """The trained network (from the cache, or trained now and cached) and its record (test top-1, train time)."""
     settings = {**DEFAULTS, **overrides}
     weights, record = CACHE / f"{_key(settings)}.pt", CACHE / f"{_key(settings)}.json"
-    model = build(settings["depth"], settings["width"], settings["seed"])
+    model = build(settings["arch"], settings["depth"], settings["width"], settings["seed"])
     if weights.is_file() and record.is_file():
         model.load_state_dict(torch.load(weights, weights_only=True))
         return model.eval(), json.loads(record.read_text())
@@ -91,6 +100,12 @@ def trained_cifar_resnet(**overrides: Any) -> tuple[nn.Module, dict[str, Any]]:
 def cifar_resnet_factory() -> nn.Module:
     """package.module:factory for `edgeopt compile`: the trained ResNet-20 (default settings), input 3x32x32."""
     model, _ = trained_cifar_resnet()
+    return model
+
+
+def cifar_resnet18_factory() -> nn.Module:
+    """package.module:factory: the ResNet-18-style network trained 40 epochs on the CIFAR-10 images (input 3x32x32)."""
+    model, _ = trained_cifar_resnet(arch="resnet18", epochs=40)
     return model
 
 
