@@ -1,7 +1,8 @@
 """Issue 9 figures: the CIFAR-10 small ResNet pruned to half its MACs and distilled (vs fine-tuned) through
 `edgeopt.compile --explore`, INT8 on top, the report.html screenshot, and ResNet-18's latency-budget search.
 
-Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 12] [--skip-resnet18] [--out runs/bench_prune]
+Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 12] [--blocks 2] [--skip-resnet18] [--out runs/bench_prune]
+(--blocks N: the pruned variants also remove N whole residual blocks before their channels: prune's `blocks`)
 The CIFAR teacher comes from benchmarks/cifar_train.py (trained and cached on first use).
 """
 
@@ -58,7 +59,7 @@ def _note(report: dict[str, Any], name: str, prefix: str) -> str:
     return next((n for n in _row(report, name)["notes"] if n.startswith(prefix)), "")
 
 
-def cifar_frontier(out: Path, cache: Path, epochs: int, threads: int | None) -> dict[str, Any]:
+def cifar_frontier(out: Path, cache: Path, epochs: int, threads: int | None, blocks: int = 0) -> dict[str, Any]:
     """The explore grid on CIFAR-10: unpruned vs pruned to 50% MACs, then nothing / distill / finetune, x FP32/INT8."""
     model, teacher = trained_cifar_resnet()
     int8 = _has_int8()
@@ -69,7 +70,7 @@ def cifar_frontier(out: Path, cache: Path, epochs: int, threads: int | None) -> 
         "recovery": ["none", "distill", "finetune"],
         "precisions": ["fp32", "int8"] if int8 else ["fp32"],
         # ONNX Runtime's AVX-512 kernels work in blocks of 16 channels: narrower layers are padded back to 16.
-        "prune_options": {"round_to": 16},
+        "prune_options": {"round_to": 16, **({"blocks": blocks} if blocks else {})},
         "train_options": {"epochs": epochs, "lr": 0.1, "augment": "crop_flip", "batch_size": 128},
     }
     quant = {"quantize": "static", "calibration": str(CALIB / "cifar10-train.yaml"), "calibration_samples": 512}
@@ -214,15 +215,16 @@ def main() -> None:
     parser.add_argument("--out", default=str(REPO / "runs" / "bench_prune"))
     parser.add_argument("--skip-resnet18", action="store_true")
     parser.add_argument("--widths-only", action="store_true", help="only the channel-width latency table")
+    parser.add_argument("--blocks", type=int, default=0, help="pruned variants also remove this many whole blocks")
     args = parser.parse_args()
     out = Path(args.out)
     cache = out / "cache"
     figures: dict[str, Any] = {"machine": machine_summary(machine_info(args.threads))}
-    figures["cifar_widths"] = prune_widths(out / "widths", cache)
     if args.widths_only:
+        figures["cifar_widths"] = prune_widths(out / "widths", cache)
         print(json.dumps(figures, indent=2, default=str))
         return
-    figures["cifar"] = cifar_frontier(out / "cifar", cache, args.epochs, args.threads)
+    figures["cifar"] = cifar_frontier(out / "cifar", cache, args.epochs, args.threads, args.blocks)
     figures["screenshot"] = str(SHOT) if screenshot(out / "cifar" / "report.html", SHOT) else None
     names = ["ort-cpu-fp32", "ort-cpu-macs50-distill-fp32", "ort-cpu-int8", "ort-cpu-macs50-distill-int8"]
     present = [n for n in names if (out / "cifar" / "artifacts" / f"{n}.onnx").is_file()]

@@ -213,6 +213,50 @@ def test_taylor_importance_uses_data(tmp_path: Path) -> None:
     assert taylor.sha256 != l1.sha256  # the ranking differs
 
 
+def _image_data(n: int = 32) -> Any:
+    rng = np.random.default_rng(0)
+    return load_data({"x": rng.standard_normal((n, 3, 16, 16)).astype(np.float32)}, _spec())
+
+
+def test_blocks_removes_the_block_that_changes_its_input_least(tmp_path: Path) -> None:
+    # depth 14: two blocks per stage; four return their input's shape (not the downsampling ones). Zeroing the last
+    # BN of one residual branch makes that block compute relu(x + 0) = x on its post-ReLU input: it must go first.
+    net = seeded(lambda: cifar_resnet(depth=14, width=16, num_classes=4))
+    with torch.no_grad():
+        net.layers[2][1].bn2.weight.zero_()
+        net.layers[2][1].bn2.bias.zero_()
+    data = _image_data()
+    x = torch.from_numpy(data.batches(8).__next__().inputs["input"])
+    out, notes, ctx = run_prune(net, {"blocks": 1, "batch_size": 8}, tmp_path, calibration=data)
+    pruned = trainable_module(out, ctx)
+    assert isinstance(pruned.layers[2][1], nn.Identity)
+    assert sum(isinstance(m, nn.Identity) for m in pruned.modules()) == 1
+    note = next(n for n in notes if n.startswith("depth pruning"))
+    assert "removed 1 of 4 blocks (layers.2.1)" in note and "layers.2.1 0%" in note
+    args = (torch.randn(1, 3, 16, 16),)
+    assert sum(layer_macs(pruned, args).values()) < sum(layer_macs(net, args).values())
+    with torch.no_grad():  # that block did nothing on these inputs, so the network computes what it computed
+        torch.testing.assert_close(out.module(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_blocks_then_mac_budget_counts_against_the_original(tmp_path: Path) -> None:
+    net = seeded(lambda: cifar_resnet(depth=14, width=32, num_classes=4))
+    out, notes, ctx = run_prune(net, {"blocks": 2, "macs": 0.5, "batch_size": 8}, tmp_path, calibration=_image_data())
+    pruned = trainable_module(out, ctx)
+    assert sum(isinstance(m, nn.Identity) for m in pruned.modules()) == 2
+    args = (torch.randn(1, 3, 16, 16),)
+    kept = sum(layer_macs(pruned, args).values()) / sum(layer_macs(net, args).values())
+    assert 0.3 < kept <= 0.5
+    assert [n.split(":")[0] for n in notes[:2]] == ["depth pruning", "MAC budget 50%"]
+
+
+def test_blocks_needs_data_and_enough_blocks(tmp_path: Path) -> None:
+    assert any("needs data to rank the blocks" in p for p in Prune({"blocks": 1}).check(PassContext(work_dir=tmp_path)))
+    net = seeded(lambda: cifar_resnet(depth=8, width=16, num_classes=4))  # one block per stage: only layers.0.0
+    with pytest.raises(ConfigError, match=r"cannot remove 2 blocks: the model has 1 removable blocks .*layers\.0\.0"):
+        run_prune(net, {"blocks": 2}, tmp_path, calibration=_image_data())
+
+
 def test_output_is_byte_identical_across_runs(tmp_path: Path) -> None:
     net = seeded(lambda: cifar_resnet(depth=8, width=16, num_classes=4))
     digests = []

@@ -67,7 +67,10 @@ def save_module(module: Any, specs: list[TensorSpec], path: Path, base_sha256: s
     batch = torch.export.Dim("batch", min=1, max=65536)
     with torch.no_grad():
         ep = torch.export.export(module, example_args(specs, 2, seed), dynamic_shapes=tuple({0: batch} for _ in specs))
-    eager = {"format": FORMAT, "base_sha256": base_sha256, "layers": layer_shapes(module)}
+    eager: dict[str, Any] = {"format": FORMAT, "base_sha256": base_sha256, "layers": layer_shapes(module)}
+    removed = [n for n, m in module.named_modules() if n and isinstance(m, torch.nn.Identity)]
+    if removed:  # blocks a pass replaced by identities (depth pruning): the rebuilt module must drop them too
+        eager["identity"] = removed
     extra = {
         INPUTS_FILE: json.dumps([s.to_dict() for s in specs], sort_keys=True),
         EAGER_FILE: json.dumps(eager, sort_keys=True),
@@ -152,13 +155,16 @@ def trainable_module(model: TorchModel, ctx: PassContext) -> Any:
             f"than this pipeline's source ({src.sha256[:12]}…)",
             "run the chain from the model it was derived from",
         )
+    import torch
+
     rebuilt = copy.deepcopy(base)
+    for name in eager.get("identity", []):
+        parent, _, child = name.rpartition(".")
+        setattr(rebuilt.get_submodule(parent) if parent else rebuilt, child, torch.nn.Identity())
     for name, attrs in sorted(eager["layers"].items()):
         layer = rebuilt.get_submodule(name) if name else rebuilt
         for attr, value in attrs.items():
             setattr(layer, attr, value)
-    import torch
-
     ep = torch.export.load(str(path))
     for name, tensor in {**ep.state_dict, **ep.constants}.items():
         try:

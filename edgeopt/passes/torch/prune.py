@@ -19,6 +19,7 @@ from edgeopt.errors import ConfigError, ModelFileError
 from edgeopt.evaluate.machine import machine_info, machine_summary, simd_float_lanes
 from edgeopt.passes.base import Pass, PassConfig, PassContext
 from edgeopt.passes.registry import register_pass
+from edgeopt.passes.torch import prune_blocks
 from edgeopt.passes.torch import prune_checks as checks
 from edgeopt.passes.torch.eager_module import base_sha256, eager_problems, example_args, save_module, trainable_module
 from edgeopt.passes.torch.prune_search import LatencyProbe, bisect_ratio
@@ -40,7 +41,10 @@ class PruneConfig(PassConfig):
                     "SIMD width, the channel block of ORT's conv kernels (16 with AVX-512, else 8)")
     max_ratio: float = Field(0.9, gt=0, lt=1, description="no layer loses more than this fraction of its channels")
     sparsity: float | None = Field(None, gt=0, lt=1, description="unstructured: zero this fraction of the weights")
-    taylor_batches: int = Field(4, ge=1)
+    blocks: int = Field(
+        0, ge=0, description="depth pruning, before the channels: remove this many whole blocks that return their "
+                             "input's shape (residual blocks), those that change their input least on the data")
+    taylor_batches: int = Field(4, ge=1, description="batches of data for Taylor importance and for ranking blocks")
     batch_size: int = Field(32, ge=1)
     search_steps: int = Field(10, ge=1, le=30, description="bisection steps of a MAC or latency budget search")
     tolerance: float = Field(0.02, ge=0, description="a search stops within this fraction under the budget")
@@ -62,8 +66,8 @@ class PruneConfig(PassConfig):
         chosen = [k for k in ("ratio", "macs", "latency") if getattr(self, k) is not None]
         if len(chosen) > 1:
             raise ValueError(f"give one of ratio, macs, latency (got {', '.join(chosen)})")
-        if not chosen and self.sparsity is None:
-            raise ValueError("give a target: ratio, macs, latency or sparsity")
+        if not chosen and self.sparsity is None and not self.blocks:
+            raise ValueError("give a target: ratio, macs, latency, sparsity or blocks")
         return self
 
 
@@ -91,13 +95,16 @@ class Prune(Pass):
             problems.append("pass 'prune' needs Torch-Pruning, which is not installed: pip install 'edgeopt[prune]'")
         if self.cfg.importance == "taylor" and ctx.train_data is None and ctx.calibration is None:
             problems.append("pass 'prune' with importance 'taylor' needs data for gradients (--train or --calibration)")
+        if self.cfg.blocks and ctx.train_data is None and ctx.calibration is None:
+            problems.append("pass 'prune' with blocks needs data to rank the blocks (--train or --calibration)")
         return problems
 
     def cache_extra(self, ctx: PassContext) -> dict[str, Any]:
         extra = super().cache_extra(ctx)
         if self.cfg.importance == "taylor":
-            data = ctx.train_data if ctx.train_data is not None else ctx.calibration
-            extra["gradient_data"] = data.describe()
+            extra["gradient_data"] = self._data(ctx).describe()
+        if self.cfg.blocks:
+            extra["block_ranking_data"] = self._data(ctx).describe()
         if self.cfg.latency is not None:  # the result depends on the machine it was timed on
             extra["latency_machine"] = machine_summary(machine_info(self.cfg.latency_threads))
         return extra
@@ -111,12 +118,17 @@ class Prune(Pass):
         notes: list[str] = ctx.shared.setdefault("notes", [])
         base_macs = sum(checks.layer_macs(module, args).values())
         ignored = self._ignored(module, args)
+        source = module
+        if cfg.blocks:
+            batches = [x for x, _ in labelled_batches(self._data(ctx), specs, cfg.batch_size, cfg.taylor_batches)]
+            module, note = prune_blocks.drop_blocks(module, args, cfg.blocks, set(ignored), batches)
+            notes.append(note)
         grads = self._taylor_grads(module, ctx, specs) if cfg.importance == "taylor" else {}
         pruned, ratio = module, None
         if cfg.ratio is not None:
             ratio, pruned = cfg.ratio, self._prune(module, cfg.ratio, args, ignored, grads)
         elif cfg.macs is not None or cfg.latency is not None:
-            ratio, pruned = self._search(module, args, ignored, grads, base_macs, ctx, specs, notes)
+            ratio, pruned = self._search(module, source, args, ignored, grads, base_macs, ctx, specs, notes)
         if ratio is not None:
             macs = sum(checks.layer_macs(pruned, args).values())
             if macs >= base_macs:
@@ -203,6 +215,7 @@ class Prune(Pass):
     def _search(
         self,
         module: Any,
+        source: Any,
         args: tuple[Any, ...],
         ignored: dict[str, str],
         grads: dict[str, Any],
@@ -211,10 +224,11 @@ class Prune(Pass):
         specs: list[Any],
         notes: list[str],
     ) -> tuple[float, Any]:
-        """Bisect the ratio for the smallest one meeting the MAC or latency budget; explain an unreachable budget."""
+        """Bisect the ratio for the smallest one meeting the MAC or latency budget, both counted against `source`
+        (the model before any block was removed from `module`); explain an unreachable budget."""
         cfg = self.cfg
         tried: dict[float, tuple[Any, float]] = {}
-        probe = LatencyProbe(module, specs, ctx, cfg.latency_threads, cfg.latency_seconds) if cfg.latency else None
+        probe = LatencyProbe(source, specs, ctx, cfg.latency_threads, cfg.latency_seconds) if cfg.latency else None
         budget = cfg.macs if cfg.macs is not None else cfg.latency
         what = "MAC" if cfg.macs is not None else "latency"
         # Timings of one probe wander by a few percent on a busy machine: aim under the budget by a margin.
@@ -246,7 +260,7 @@ class Prune(Pass):
         import torch
 
         cfg = self.cfg
-        data = ctx.train_data if ctx.train_data is not None else ctx.calibration
+        data = self._data(ctx)
         work = copy.deepcopy(module).eval()
         work.zero_grad()
         with torch.enable_grad():
@@ -255,6 +269,11 @@ class Prune(Pass):
                 target = y if y is not None else logits.detach().argmax(1)
                 torch.nn.functional.cross_entropy(logits, target).backward()
         return {n: p.grad.detach().clone() for n, p in work.named_parameters() if p.grad is not None}
+
+    @staticmethod
+    def _data(ctx: PassContext) -> Any:
+        """The data that ranks channels (Taylor) and blocks: the training data, else the calibration set."""
+        return ctx.train_data if ctx.train_data is not None else ctx.calibration
 
     def _sparsify(self, module: Any, ignored: dict[str, str]) -> str:
         """Zero the smallest-magnitude weights of the Conv/Linear layers (global threshold) in place; describe it."""
