@@ -93,9 +93,9 @@ class Prune(Pass):
         problems = super().check(ctx) + eager_problems(self.name, ctx)
         if importlib.util.find_spec("torch_pruning") is None:
             problems.append("pass 'prune' needs Torch-Pruning, which is not installed: pip install 'edgeopt[prune]'")
-        if self.cfg.importance == "taylor" and ctx.train_data is None and ctx.calibration is None:
+        if self.cfg.importance == "taylor" and self._data(ctx) is None:
             problems.append("pass 'prune' with importance 'taylor' needs data for gradients (--train or --calibration)")
-        if self.cfg.blocks and ctx.train_data is None and ctx.calibration is None:
+        if self.cfg.blocks and self._data(ctx) is None:
             problems.append("pass 'prune' with blocks needs data to rank the blocks (--train or --calibration)")
         return problems
 
@@ -121,7 +121,7 @@ class Prune(Pass):
         source = module
         if cfg.blocks:
             batches = [x for x, _ in labelled_batches(self._data(ctx), specs, cfg.batch_size, cfg.taylor_batches)]
-            module, note = prune_blocks.drop_blocks(module, args, cfg.blocks, set(ignored), batches)
+            module, note = prune_blocks.drop_blocks(module, args, cfg.blocks, set(ignored), batches, base_macs)
             notes.append(note)
         grads = self._taylor_grads(module, ctx, specs) if cfg.importance == "taylor" else {}
         pruned, ratio = module, None
@@ -131,7 +131,7 @@ class Prune(Pass):
             ratio, pruned = self._search(module, source, args, ignored, grads, base_macs, ctx, specs, notes)
         if ratio is not None:
             macs = sum(checks.layer_macs(pruned, args).values())
-            if macs >= base_macs:
+            if macs >= (base_macs if module is source else sum(checks.layer_macs(module, args).values())):
                 raise ConfigError(
                     "pruning removed no channel: every prunable layer is excluded or coupled to an excluded one",
                     f"excluded: {', '.join(sorted(ignored))}; shorten the exclude list",
