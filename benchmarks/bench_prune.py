@@ -1,9 +1,10 @@
 """Issue 9 figures: the CIFAR-10 small ResNet pruned to half its MACs and distilled (vs fine-tuned) through
 `edgeopt.compile --explore`, INT8 on top, the report.html screenshot, and ResNet-18's latency-budget search.
 
-Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 12] [--blocks 2] [--skip-resnet18] [--out runs/bench_prune]
+Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 12] [--blocks 2] [--teacher-epochs 12] [--skip-resnet18]
+[--out runs/bench_prune]
 (--blocks N: the pruned variants also remove N whole residual blocks before their channels: prune's `blocks`)
-The CIFAR teacher comes from benchmarks/cifar_train.py (trained and cached on first use).
+The CIFAR teacher comes from benchmarks/cifar_train.py (trained for --teacher-epochs and cached on first use).
 """
 
 from __future__ import annotations
@@ -59,9 +60,11 @@ def _note(report: dict[str, Any], name: str, prefix: str) -> str:
     return next((n for n in _row(report, name)["notes"] if n.startswith(prefix)), "")
 
 
-def cifar_frontier(out: Path, cache: Path, epochs: int, threads: int | None, blocks: int = 0) -> dict[str, Any]:
+def cifar_frontier(
+    out: Path, cache: Path, epochs: int, threads: int | None, blocks: int = 0, teacher_epochs: int = 12
+) -> dict[str, Any]:
     """The explore grid on CIFAR-10: unpruned vs pruned to 50% MACs, then nothing / distill / finetune, x FP32/INT8."""
-    model, teacher = trained_cifar_resnet()
+    model, teacher = trained_cifar_resnet(epochs=teacher_epochs)
     int8 = _has_int8()
     targets = ["ort-cpu"] + (["tflite-cpu"] if "tflite-cpu" in list_targets() else [])
     targets = [t for t in targets if get_target(t).availability() is None]
@@ -216,6 +219,7 @@ def main() -> None:
     parser.add_argument("--skip-resnet18", action="store_true")
     parser.add_argument("--widths-only", action="store_true", help="only the channel-width latency table")
     parser.add_argument("--blocks", type=int, default=0, help="pruned variants also remove this many whole blocks")
+    parser.add_argument("--teacher-epochs", type=int, default=12, help="training epochs of the unpruned CIFAR model")
     args = parser.parse_args()
     out = Path(args.out)
     cache = out / "cache"
@@ -224,7 +228,7 @@ def main() -> None:
         figures["cifar_widths"] = prune_widths(out / "widths", cache)
         print(json.dumps(figures, indent=2, default=str))
         return
-    figures["cifar"] = cifar_frontier(out / "cifar", cache, args.epochs, args.threads, args.blocks)
+    figures["cifar"] = cifar_frontier(out / "cifar", cache, args.epochs, args.threads, args.blocks, args.teacher_epochs)
     figures["screenshot"] = str(SHOT) if screenshot(out / "cifar" / "report.html", SHOT) else None
     names = ["ort-cpu-fp32", "ort-cpu-macs50-distill-fp32", "ort-cpu-int8", "ort-cpu-macs50-distill-int8"]
     present = [n for n in names if (out / "cifar" / "artifacts" / f"{n}.onnx").is_file()]
