@@ -1,8 +1,8 @@
 """Issue 9 figures: the CIFAR-10 small ResNet pruned to half its MACs and distilled (vs fine-tuned) through
 `edgeopt.compile --explore`, INT8 on top, the report.html screenshot, and ResNet-18's latency-budget search.
 
-Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 12] [--blocks 2] [--teacher-epochs 12] [--skip-resnet18]
-[--out runs/bench_prune]
+Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 12] [--lr 0.1] [--blocks 2] [--teacher-epochs 12]
+[--skip-resnet18] [--out runs/bench_prune]
 (--blocks N: the pruned variants also remove N whole residual blocks before their channels: prune's `blocks`)
 The CIFAR teacher comes from benchmarks/cifar_train.py (trained for --teacher-epochs and cached on first use).
 """
@@ -61,7 +61,8 @@ def _note(report: dict[str, Any], name: str, prefix: str) -> str:
 
 
 def cifar_frontier(
-    out: Path, cache: Path, epochs: int, threads: int | None, blocks: int = 0, teacher_epochs: int = 12
+    out: Path, cache: Path, epochs: int, threads: int | None, blocks: int = 0, teacher_epochs: int = 12,
+    lr: float = 0.1,
 ) -> dict[str, Any]:
     """The explore grid on CIFAR-10: unpruned vs pruned to 50% MACs, then nothing / distill / finetune, x FP32/INT8."""
     model, teacher = trained_cifar_resnet(epochs=teacher_epochs)
@@ -74,7 +75,7 @@ def cifar_frontier(
         "precisions": ["fp32", "int8"] if int8 else ["fp32"],
         # ONNX Runtime's AVX-512 kernels work in blocks of 16 channels: narrower layers are padded back to 16.
         "prune_options": {"round_to": 16, **({"blocks": blocks} if blocks else {})},
-        "train_options": {"epochs": epochs, "lr": 0.1, "augment": "crop_flip", "batch_size": 128},
+        "train_options": {"epochs": epochs, "lr": lr, "augment": "crop_flip", "batch_size": 128},
     }
     quant = {"quantize": "static", "calibration": str(CALIB / "cifar10-train.yaml"), "calibration_samples": 512}
     start = time.perf_counter()
@@ -214,6 +215,7 @@ def resnet18_latency_budget(out: Path, cache: Path, threads: int | None) -> dict
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=12, help="distill/finetune epochs over the 10k images")
+    parser.add_argument("--lr", type=float, default=0.1, help="peak learning rate of distill and finetune")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "runs" / "bench_prune"))
     parser.add_argument("--skip-resnet18", action="store_true")
@@ -228,7 +230,7 @@ def main() -> None:
         figures["cifar_widths"] = prune_widths(out / "widths", cache)
         print(json.dumps(figures, indent=2, default=str))
         return
-    figures["cifar"] = cifar_frontier(out / "cifar", cache, args.epochs, args.threads, args.blocks, args.teacher_epochs)
+    figures["cifar"] = cifar_frontier(out / "cifar", cache, args.epochs, args.threads, args.blocks, args.teacher_epochs, args.lr)
     figures["screenshot"] = str(SHOT) if screenshot(out / "cifar" / "report.html", SHOT) else None
     names = ["ort-cpu-fp32", "ort-cpu-macs50-distill-fp32", "ort-cpu-int8", "ort-cpu-macs50-distill-int8"]
     present = [n for n in names if (out / "cifar" / "artifacts" / f"{n}.onnx").is_file()]

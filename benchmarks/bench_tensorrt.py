@@ -7,6 +7,9 @@ report top-1 agreement between them, and each one's top-1 accuracy beside FP32. 
 Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx|package.module:factory]
      [--resnet18-cifar-model PATH.onnx|package.module:factory] [--only MODEL]
      [--methods minmax entropy percentile mse] [--eval-in-compile] [--bias-correction]
+     [--calibration-method minmax|entropy|percentile|mse]
+(--calibration-method: the one calibration table both INT8 builds are emitted from, as `edgeopt compile
+--calibration-method`; --methods varies the TensorRT-ready build's method alone)
 """
 
 from __future__ import annotations
@@ -44,16 +47,17 @@ def _predictions(model_path: Path, data: Any, threads: int) -> np.ndarray:
 
 def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path, eval_samples: int | None,
                 threads: int, methods: list[str] | None = None, eval_in_compile: bool = False,
-                bias_correction: bool = False) -> dict[str, Any]:
+                bias_correction: bool = False, calibration_method: str = "minmax") -> dict[str, Any]:
     """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data.
 
     `methods`: also build the TensorRT-ready ONNX with these calibration methods (variants int8-<method>) and report
     each one's agreement with the same ORT INT8 build. `eval_in_compile`: give the ORT INT8 compile the evaluation
     data, so its accuracy fallback is judged on it (as bench_efficientnet_peers.py does) rather than on agreement
-    over the calibration images. `bias_correction`: both INT8 builds correct their biases (--bias-correction)."""
+    over the calibration images. `bias_correction`: both INT8 builds correct their biases (--bias-correction).
+    `calibration_method`: the range method of both builds (compile's calibration_method)."""
     start = time.perf_counter()
     common = {"calibration": str(calib), "cache_dir": str(work / "cache"), "latency": {"iters": 5, "threads": threads},
-              "bias_correction": bias_correction}
+              "bias_correction": bias_correction, "calibration_method": calibration_method}
     extra = [{"name": f"int8-{m}", "precision": "int8", "passes": ["dynamic_batch", "simplify",
                                                                    {"qdq_tensorrt": {"method": m, "bias_correction":
                                                                                      bias_correction}}]}
@@ -75,7 +79,7 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
     trt_pred = _predictions(trt_path, data, threads)
     ort_pred = _predictions(ort_path, data, threads)
     out: dict[str, Any] = {
-        "model": name, "n": len(data), "trt_compile_s": round(wall, 1),
+        "model": name, "n": len(data), "calibration_method": calibration_method, "trt_compile_s": round(wall, 1),
         "violations": len(violations), **summarize(violations),
         "agreement_trt_vs_ort_int8": float(np.mean(trt_pred == ort_pred)),
         "trt_status": rows["trt-gpu/int8"]["status"], "trt_precision": rows["trt-gpu/int8"].get("trt_precision"),
@@ -154,6 +158,8 @@ def main() -> None:
     ap.add_argument("--methods", nargs="+", choices=["minmax", "entropy", "percentile", "mse"],
                     help="also build the TensorRT-ready ONNX with these calibration methods; agreement for each")
     ap.add_argument("--bias-correction", action="store_true", help="both INT8 builds correct their biases")
+    ap.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile", "mse"], default="minmax",
+                    help="the range method both INT8 builds use (one calibration table drives both)")
     ap.add_argument("--eval-in-compile", action="store_true",
                     help="give the ORT INT8 compile the evaluation data (its fallback is then judged on it)")
     args = ap.parse_args()
@@ -163,7 +169,7 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             r = bench_model(name, model, calib, evaluation, Path(tmp), args.eval_samples, args.threads, args.methods,
-                            args.eval_in_compile, args.bias_correction)
+                            args.eval_in_compile, args.bias_correction, args.calibration_method)
             print(json.dumps(r), file=sys.stderr)
             results.append(r)
     print(table(results))
