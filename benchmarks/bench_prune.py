@@ -230,7 +230,9 @@ def main() -> None:
         figures["cifar_widths"] = prune_widths(out / "widths", cache)
         print(json.dumps(figures, indent=2, default=str))
         return
-    figures["cifar"] = cifar_frontier(out / "cifar", cache, args.epochs, args.threads, args.blocks, args.teacher_epochs, args.lr)
+    figures["cifar"] = cifar_frontier(
+        out / "cifar", cache, args.epochs, args.threads, args.blocks, args.teacher_epochs, args.lr
+    )
     figures["screenshot"] = str(SHOT) if screenshot(out / "cifar" / "report.html", SHOT) else None
     names = ["ort-cpu-fp32", "ort-cpu-macs50-distill-fp32", "ort-cpu-int8", "ort-cpu-macs50-distill-int8"]
     present = [n for n in names if (out / "cifar" / "artifacts" / f"{n}.onnx").is_file()]

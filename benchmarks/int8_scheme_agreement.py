@@ -1,0 +1,133 @@
+"""How far two INT8 schemes can agree at best: an arithmetic simulation in torch, not a build.
+
+Issue 10 asks the TensorRT-ready ONNX (symmetric int8 activations, zero point 0) to agree with edgeopt's ORT INT8
+build (asymmetric uint8 activations) on >= 99% of top-1 predictions. This script takes the trained network, folds its
+BatchNorms into the convolutions, and rounds only what both schemes share: per-channel symmetric int8 weights and the
+input of every Conv and Linear, once as uint8 with a zero point and once as symmetric int8, from the same calibration
+images. Nothing else is rounded (no output requantization, no Add or pooling quantization), so the agreement it prints
+is what the two activation schemes alone allow: an upper bound for the real builds, which round more.
+
+Run: .venv/bin/python benchmarks/int8_scheme_agreement.py [--model benchmarks.cifar_train:cifar_resnet_e40_factory]
+     [--calibration-samples 512] [--percentile 100]
+(--percentile 100: minmax ranges; 99.99: each range clipped at that percentile of the calibration values)
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import importlib
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+from benchmarks.cifar_train import load_split  # noqa: E402
+
+
+def fold_batchnorm(module: nn.Module) -> nn.Module:
+    """Fold every BatchNorm2d that directly follows a Conv2d (as attribute pair convN/bnN or in a Sequential)."""
+    for child in module.children():
+        fold_batchnorm(child)
+    for conv, bn in (("conv1", "bn1"), ("conv2", "bn2")):
+        if isinstance(getattr(module, conv, None), nn.Conv2d) and isinstance(getattr(module, bn, None), nn.BatchNorm2d):
+            setattr(module, conv, fuse_conv_bn_eval(getattr(module, conv), getattr(module, bn)))
+            setattr(module, bn, nn.Identity())
+    if isinstance(module, nn.Sequential):
+        for i in range(len(module) - 1):
+            if isinstance(module[i], nn.Conv2d) and isinstance(module[i + 1], nn.BatchNorm2d):
+                module[i], module[i + 1] = fuse_conv_bn_eval(module[i], module[i + 1]), nn.Identity()
+    return module
+
+
+class RoundedInput(nn.Module):
+    """A Conv2d or Linear whose weights are per-channel int8 and whose input is rounded to `scheme` (u8 or s8)."""
+
+    def __init__(self, layer: nn.Conv2d | nn.Linear, scheme: str, percentile: float) -> None:
+        super().__init__()
+        self.layer, self.scheme, self.percentile = layer, scheme, percentile
+        w = layer.weight.detach()
+        scale = (w.abs().flatten(1).amax(1).clamp_min(1e-12) / 127).view((-1,) + (1,) * (w.ndim - 1))
+        self.weight = torch.round(w / scale).clamp(-127, 127) * scale
+        self.range: tuple[float, float] | None = None  # set by calibrate()
+
+    def calibrate(self, x: torch.Tensor) -> None:
+        values = x.detach().numpy().ravel()
+        if self.scheme == "s8":
+            t = float(np.percentile(np.abs(values), self.percentile))
+            self.range = (-t, t)
+        else:
+            lo, hi = np.percentile(values, [100 - self.percentile, self.percentile])
+            self.range = (float(lo), float(hi))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.range is None:
+            self.calibrate(x)
+        else:
+            lo, hi = self.range
+            if self.scheme == "u8":
+                lo, hi = min(lo, 0.0), max(hi, 0.0)
+                scale = max(hi - lo, 1e-12) / 255
+                zero = round(-lo / scale)
+                x = ((torch.round(x / scale) + zero).clamp(0, 255) - zero) * scale
+            else:
+                scale = max(hi, 1e-12) / 127
+                x = torch.round(x / scale).clamp(-128, 127) * scale
+        if isinstance(self.layer, nn.Conv2d):
+            c = self.layer
+            return nn.functional.conv2d(x, self.weight, c.bias, c.stride, c.padding, c.dilation, c.groups)
+        return nn.functional.linear(x, self.weight, self.layer.bias)
+
+
+def rounded(model: nn.Module, scheme: str, percentile: float) -> nn.Module:
+    """A copy of `model` with every Conv2d and Linear wrapped in RoundedInput."""
+    out = copy.deepcopy(model)
+    for parent in out.modules():
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Conv2d | nn.Linear):
+                setattr(parent, name, RoundedInput(child, scheme, percentile))
+    return out
+
+
+def predictions(model: nn.Module, x: torch.Tensor) -> np.ndarray:
+    with torch.no_grad():
+        return torch.cat([model(x[i : i + 500]).argmax(1) for i in range(0, len(x), 500)]).numpy()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="benchmarks.cifar_train:cifar_resnet_e40_factory", help="package.module:factory")
+    ap.add_argument("--calibration-samples", type=int, default=512, help="first N CIFAR-10 training images")
+    ap.add_argument("--percentile", type=float, default=100.0)
+    args = ap.parse_args()
+    module, factory = args.model.split(":")
+    model = fold_batchnorm(getattr(importlib.import_module(module), factory)().eval())
+    x_test, y_test = (torch.from_numpy(a) for a in load_split("test"))
+    x_cal = torch.from_numpy(load_split("train")[0][: args.calibration_samples])
+    ref = predictions(model, x_test)
+    preds = {}
+    for scheme in ("u8", "s8"):
+        net = rounded(model, scheme, args.percentile)
+        with torch.no_grad():
+            net(x_cal)  # one pass over the calibration images sets every range
+        preds[scheme] = predictions(net, x_test)
+    figures = {
+        "model": args.model, "percentile": args.percentile, "calibration_samples": args.calibration_samples,
+        "top1_fp32": float(np.mean(ref == y_test.numpy())),
+        **{f"top1_{s}": float(np.mean(p == y_test.numpy())) for s, p in preds.items()},
+        **{f"agreement_{s}_vs_fp32": float(np.mean(p == ref)) for s, p in preds.items()},
+        "agreement_u8_vs_s8": float(np.mean(preds["u8"] == preds["s8"])),
+    }
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
