@@ -90,10 +90,10 @@ class RoundedInput(nn.Module):
 def rounded(model: nn.Module, scheme: str, percentile: float) -> nn.Module:
     """A copy of `model` with every Conv2d and Linear wrapped in RoundedInput."""
     out = copy.deepcopy(model)
-    for parent in out.modules():
-        for name, child in list(parent.named_children()):
-            if isinstance(child, nn.Conv2d | nn.Linear):
-                setattr(parent, name, RoundedInput(child, scheme, percentile))
+    layers = [(parent, name, child) for parent in out.modules() for name, child in parent.named_children()
+              if isinstance(child, nn.Conv2d | nn.Linear)]  # fmt: skip
+    for parent, name, child in layers:
+        setattr(parent, name, RoundedInput(child, scheme, percentile))
     return out
 
 
