@@ -2,7 +2,7 @@
 `edgeopt.compile --explore`, INT8 on top, the report.html screenshot, and ResNet-18's latency-budget search.
 
 Run: .venv/bin/python benchmarks/bench_prune.py [--epochs 12] [--lr 0.1] [--blocks 2] [--teacher-epochs 12]
-[--skip-resnet18] [--out runs/bench_prune]
+[--skip-resnet18 | --resnet18-only] [--out runs/bench_prune]
 (--blocks N: the pruned variants also remove N whole residual blocks before their channels: prune's `blocks`)
 The CIFAR teacher comes from benchmarks/cifar_train.py (trained for --teacher-epochs and cached on first use).
 """
@@ -219,6 +219,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--out", default=str(REPO / "runs" / "bench_prune"))
     parser.add_argument("--skip-resnet18", action="store_true")
+    parser.add_argument("--resnet18-only", action="store_true", help="only ResNet-18's latency-budget search")
     parser.add_argument("--widths-only", action="store_true", help="only the channel-width latency table")
     parser.add_argument("--blocks", type=int, default=0, help="pruned variants also remove this many whole blocks")
     parser.add_argument("--teacher-epochs", type=int, default=12, help="training epochs of the unpruned CIFAR model")
@@ -226,6 +227,10 @@ def main() -> None:
     out = Path(args.out)
     cache = out / "cache"
     figures: dict[str, Any] = {"machine": machine_summary(machine_info(args.threads))}
+    if args.resnet18_only:
+        figures["resnet18"] = resnet18_latency_budget(out / "resnet18", cache, args.threads)
+        print(json.dumps(figures, indent=2, default=str))
+        return
     if args.widths_only:
         figures["cifar_widths"] = prune_widths(out / "widths", cache)
         print(json.dumps(figures, indent=2, default=str))
