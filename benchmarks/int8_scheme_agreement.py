@@ -3,13 +3,14 @@
 Issue 10 asks the TensorRT-ready ONNX (symmetric int8 activations, zero point 0) to agree with edgeopt's ORT INT8
 build (asymmetric uint8 activations) on >= 99% of top-1 predictions. This script takes the trained network, folds its
 BatchNorms into the convolutions, and rounds only what both schemes share: per-channel symmetric int8 weights and the
-input of every Conv and Linear, once as uint8 with a zero point and once as symmetric int8, from the same calibration
-images. Nothing else is rounded (no output requantization, no Add or pooling quantization), so the agreement it prints
-is what the two activation schemes alone allow: an upper bound for the real builds, which round more.
+input of every Conv and Linear, once as uint8 with a zero point and once as symmetric int8, with ranges set from the
+same calibration images by edgeopt's own range methods (edgeopt.quant.ranges, as both builds set them). Nothing else
+is rounded (no output requantization, no Add or pooling quantization), so the agreement it prints is what the two
+activation schemes alone allow: a practical ceiling for the real builds, which round more (more rounding adds noise;
+it can agree more only by chance).
 
 Run: .venv/bin/python benchmarks/int8_scheme_agreement.py [--model benchmarks.cifar_train:cifar_resnet_e40_factory]
-     [--calibration-samples 512] [--percentile 100]
-(--percentile 100: minmax ranges; 99.99: each range clipped at that percentile of the calibration values)
+     [--calibration-samples 512] [--method minmax|percentile|entropy|mse]
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.cifar_train import load_split  # noqa: E402
+from edgeopt.quant.ranges import METHODS, tensor_range  # noqa: E402
+from edgeopt.quant.statistics import TensorStats  # noqa: E402
 
 
 def fold_batchnorm(module: nn.Module) -> nn.Module:
@@ -51,22 +54,18 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 class RoundedInput(nn.Module):
     """A Conv2d or Linear whose weights are per-channel int8 and whose input is rounded to `scheme` (u8 or s8)."""
 
-    def __init__(self, layer: nn.Conv2d | nn.Linear, scheme: str, percentile: float) -> None:
+    def __init__(self, layer: nn.Conv2d | nn.Linear, scheme: str, method: str) -> None:
         super().__init__()
-        self.layer, self.scheme, self.percentile = layer, scheme, percentile
+        self.layer, self.scheme, self.method = layer, scheme, method
         w = layer.weight.detach()
         scale = (w.abs().flatten(1).amax(1).clamp_min(1e-12) / 127).view((-1,) + (1,) * (w.ndim - 1))
         self.weight = torch.round(w / scale).clamp(-127, 127) * scale
         self.range: tuple[float, float] | None = None  # set by calibrate()
 
     def calibrate(self, x: torch.Tensor) -> None:
-        values = x.detach().numpy().ravel()
-        if self.scheme == "s8":
-            t = float(np.percentile(np.abs(values), self.percentile))
-            self.range = (-t, t)
-        else:
-            lo, hi = np.percentile(values, [100 - self.percentile, self.percentile])
-            self.range = (float(lo), float(hi))
+        stats = TensorStats()
+        stats.update(x.detach().numpy())
+        self.range = tensor_range(stats, self.method, symmetric=self.scheme == "s8")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.range is None:
@@ -87,13 +86,13 @@ class RoundedInput(nn.Module):
         return nn.functional.linear(x, self.weight, self.layer.bias)
 
 
-def rounded(model: nn.Module, scheme: str, percentile: float) -> nn.Module:
+def rounded(model: nn.Module, scheme: str, method: str) -> nn.Module:
     """A copy of `model` with every Conv2d and Linear wrapped in RoundedInput."""
     out = copy.deepcopy(model)
     layers = [(parent, name, child) for parent in out.modules() for name, child in parent.named_children()
               if isinstance(child, nn.Conv2d | nn.Linear)]  # fmt: skip
     for parent, name, child in layers:
-        setattr(parent, name, RoundedInput(child, scheme, percentile))
+        setattr(parent, name, RoundedInput(child, scheme, method))
     return out
 
 
@@ -106,7 +105,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="benchmarks.cifar_train:cifar_resnet_e40_factory", help="package.module:factory")
     ap.add_argument("--calibration-samples", type=int, default=512, help="first N CIFAR-10 training images")
-    ap.add_argument("--percentile", type=float, default=100.0)
+    ap.add_argument("--method", choices=METHODS, default="minmax", help="range method of both schemes")
     args = ap.parse_args()
     module, factory = args.model.split(":")
     model = fold_batchnorm(getattr(importlib.import_module(module), factory)().eval())
@@ -115,12 +114,12 @@ def main() -> None:
     ref = predictions(model, x_test)
     preds = {}
     for scheme in ("u8", "s8"):
-        net = rounded(model, scheme, args.percentile)
+        net = rounded(model, scheme, args.method)
         with torch.no_grad():
             net(x_cal)  # one pass over the calibration images sets every range
         preds[scheme] = predictions(net, x_test)
     figures = {
-        "model": args.model, "percentile": args.percentile, "calibration_samples": args.calibration_samples,
+        "model": args.model, "method": args.method, "calibration_samples": args.calibration_samples,
         "top1_fp32": float(np.mean(ref == y_test.numpy())),
         **{f"top1_{s}": float(np.mean(p == y_test.numpy())) for s, p in preds.items()},
         **{f"agreement_{s}_vs_fp32": float(np.mean(p == ref)) for s, p in preds.items()},
