@@ -9,8 +9,15 @@ is rounded (no output requantization, no Add or pooling quantization), so the ag
 activation schemes alone allow: a practical ceiling for the real builds, which round more (more rounding adds noise;
 it can agree more only by chance).
 
+Ablations, to find where the disagreement comes from: `--round weights` or `--round activations` rounds one kind only;
+`--keep-float LAYER ...` leaves those layers unrounded in both schemes; `--leave-one-out` prints the figures with each
+layer left unrounded in turn; `--equalize ALPHA` first rescales the channels between the two convolutions of every
+residual block (ReLU commutes with a positive scale) so that their activation ranges even out (SmoothQuant-style
+migration strength ALPHA: 1 equalizes activation ranges, 0 the second convolution's input-channel weight ranges).
+
 Run: .venv/bin/python benchmarks/int8_scheme_agreement.py [--model benchmarks.cifar_train:cifar_resnet_e40_factory]
-     [--calibration-samples 512] [--method minmax|percentile|entropy|mse]
+     [--calibration-samples 512] [--method minmax|percentile|entropy|mse] [--round both|weights|activations]
+     [--keep-float LAYER ...] [--leave-one-out] [--equalize ALPHA]
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from benchmarks.cifar_train import load_split  # noqa: E402
+from edgeopt.models.resnet import BasicBlock  # noqa: E402
 from edgeopt.quant.ranges import METHODS, tensor_range  # noqa: E402
 from edgeopt.quant.statistics import TensorStats  # noqa: E402
 
@@ -52,14 +60,16 @@ def fold_batchnorm(module: nn.Module) -> nn.Module:
 
 
 class RoundedInput(nn.Module):
-    """A Conv2d or Linear whose weights are per-channel int8 and whose input is rounded to `scheme` (u8 or s8)."""
+    """A Conv2d or Linear whose weights are per-channel int8 and whose input is rounded to `scheme` (u8 or s8);
+    `weights` / `activations` False leaves that part unrounded."""
 
-    def __init__(self, layer: nn.Conv2d | nn.Linear, scheme: str, method: str) -> None:
+    def __init__(self, layer: nn.Conv2d | nn.Linear, scheme: str, method: str, weights: bool = True,
+                 activations: bool = True) -> None:
         super().__init__()
-        self.layer, self.scheme, self.method = layer, scheme, method
+        self.layer, self.scheme, self.method, self.activations = layer, scheme, method, activations
         w = layer.weight.detach()
         scale = (w.abs().flatten(1).amax(1).clamp_min(1e-12) / 127).view((-1,) + (1,) * (w.ndim - 1))
-        self.weight = torch.round(w / scale).clamp(-127, 127) * scale
+        self.weight = torch.round(w / scale).clamp(-127, 127) * scale if weights else w
         self.range: tuple[float, float] | None = None  # set by calibrate()
 
     def calibrate(self, x: torch.Tensor) -> None:
@@ -68,7 +78,9 @@ class RoundedInput(nn.Module):
         self.range = tensor_range(stats, self.method, symmetric=self.scheme == "s8")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.range is None:
+        if not self.activations:
+            pass
+        elif self.range is None:
             self.calibrate(x)
         else:
             lo, hi = self.range
@@ -86,13 +98,47 @@ class RoundedInput(nn.Module):
         return nn.functional.linear(x, self.weight, self.layer.bias)
 
 
-def rounded(model: nn.Module, scheme: str, method: str) -> nn.Module:
-    """A copy of `model` with every Conv2d and Linear wrapped in RoundedInput."""
+def layer_names(model: nn.Module) -> list[str]:
+    """The qualified names of the Conv2d and Linear layers, in module order."""
+    return [name for name, m in model.named_modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+
+
+def rounded(model: nn.Module, scheme: str, method: str, keep_float: frozenset[str] = frozenset(),
+            what: str = "both") -> nn.Module:
+    """A copy of `model` with every Conv2d and Linear not in `keep_float` wrapped in RoundedInput (`what`: both,
+    weights or activations)."""
     out = copy.deepcopy(model)
-    layers = [(parent, name, child) for parent in out.modules() for name, child in parent.named_children()
-              if isinstance(child, nn.Conv2d | nn.Linear)]  # fmt: skip
-    for parent, name, child in layers:
-        setattr(parent, name, RoundedInput(child, scheme, method))
+    layers = [(parent, f"{pname}.{name}" if pname else name, name, child) for pname, parent in out.named_modules()
+              for name, child in parent.named_children() if isinstance(child, nn.Conv2d | nn.Linear)]  # fmt: skip
+    for parent, full, name, child in layers:
+        if full not in keep_float:
+            setattr(parent, name, RoundedInput(child, scheme, method, weights=what != "activations",
+                                               activations=what != "weights"))
+    return out
+
+
+def equalize_blocks(model: nn.Module, x_cal: torch.Tensor, alpha: float) -> nn.Module:
+    """A copy of `model` (BatchNorm folded) with the channels between conv1 and conv2 of every BasicBlock rescaled:
+    channel i of conv1 divided by s_i and input channel i of conv2 multiplied by it, s_i = a_i^alpha / w_i^(1-alpha)
+    (a_i: the channel's largest activation over `x_cal`, w_i: conv2's largest weight on it). Same function in float."""
+    out = copy.deepcopy(model)
+    blocks = [m for m in out.modules() if isinstance(m, BasicBlock)]
+    peaks: dict[int, torch.Tensor] = {}
+    hooks = [b.conv2.register_forward_pre_hook(
+        lambda _m, inp, k=k: peaks.__setitem__(k, inp[0].detach().amax((0, 2, 3)))) for k, b in enumerate(blocks)]
+    with torch.no_grad():
+        out(x_cal)
+    for h in hooks:
+        h.remove()
+    with torch.no_grad():
+        for k, b in enumerate(blocks):
+            w = b.conv2.weight.abs().amax((0, 2, 3)).clamp_min(1e-8)
+            s = peaks[k].clamp_min(1e-8) ** alpha / w ** (1 - alpha)
+            s = s / s.max()
+            b.conv1.weight /= s.view(-1, 1, 1, 1)
+            if b.conv1.bias is not None:
+                b.conv1.bias /= s
+            b.conv2.weight *= s.view(1, -1, 1, 1)
     return out
 
 
@@ -106,26 +152,47 @@ def main() -> None:
     ap.add_argument("--model", default="benchmarks.cifar_train:cifar_resnet_e40_factory", help="package.module:factory")
     ap.add_argument("--calibration-samples", type=int, default=512, help="first N CIFAR-10 training images")
     ap.add_argument("--method", choices=METHODS, default="minmax", help="range method of both schemes")
+    ap.add_argument("--round", dest="what", choices=["both", "weights", "activations"], default="both",
+                    help="what is rounded (default both)")
+    ap.add_argument("--keep-float", nargs="+", default=[], metavar="LAYER", help="layers left unrounded")
+    ap.add_argument("--leave-one-out", action="store_true", help="also: each layer left unrounded in turn")
+    ap.add_argument("--equalize", type=float, default=None, metavar="ALPHA",
+                    help="rescale the channels inside each residual block first (0..1)")
     args = ap.parse_args()
     module, factory = args.model.split(":")
     model = fold_batchnorm(getattr(importlib.import_module(module), factory)().eval())
+    names = layer_names(model)
+    unknown = sorted(set(args.keep_float) - set(names))
+    if unknown:
+        ap.error(f"--keep-float: no layer {', '.join(unknown)}; the layers are {', '.join(names)}")
     x_test, y_test = (torch.from_numpy(a) for a in load_split("test"))
     x_cal = torch.from_numpy(load_split("train")[0][: args.calibration_samples])
     ref = predictions(model, x_test)
-    preds = {}
-    for scheme in ("u8", "s8"):
-        net = rounded(model, scheme, args.method)
-        with torch.no_grad():
-            net(x_cal)  # one pass over the calibration images sets every range
-        preds[scheme] = predictions(net, x_test)
-    figures = {
+    if args.equalize is not None:
+        model = equalize_blocks(model, x_cal, args.equalize)
+
+    def figures(keep: frozenset[str]) -> dict[str, float]:
+        preds = {}
+        for scheme in ("u8", "s8"):
+            net = rounded(model, scheme, args.method, keep, args.what)
+            with torch.no_grad():
+                net(x_cal)  # one pass over the calibration images sets every range
+            preds[scheme] = predictions(net, x_test)
+        return {
+            **{f"top1_{s}": float(np.mean(p == y_test.numpy())) for s, p in preds.items()},
+            **{f"agreement_{s}_vs_fp32": float(np.mean(p == ref)) for s, p in preds.items()},
+            "agreement_u8_vs_s8": float(np.mean(preds["u8"] == preds["s8"])),
+        }
+
+    keep = frozenset(args.keep_float)
+    out = {
         "model": args.model, "method": args.method, "calibration_samples": args.calibration_samples,
-        "top1_fp32": float(np.mean(ref == y_test.numpy())),
-        **{f"top1_{s}": float(np.mean(p == y_test.numpy())) for s, p in preds.items()},
-        **{f"agreement_{s}_vs_fp32": float(np.mean(p == ref)) for s, p in preds.items()},
-        "agreement_u8_vs_s8": float(np.mean(preds["u8"] == preds["s8"])),
+        "round": args.what, "keep_float": sorted(keep), "equalize": args.equalize,
+        "top1_fp32": float(np.mean(ref == y_test.numpy())), **figures(keep),
     }
-    print(json.dumps(figures, indent=2))
+    if args.leave_one_out:
+        out["leave_one_out"] = {name: figures(keep | {name}) for name in names if name not in keep}
+    print(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":

@@ -68,10 +68,14 @@ class TensorrtBackend(Backend):
 
     @classmethod
     def availability(cls) -> str | None:
-        from edgeopt.backends.tensorrt.trt_import import import_tensorrt
+        from edgeopt.backends.tensorrt.trt_import import import_tensorrt, unsupported_version
 
-        if import_tensorrt() is None:
+        trt = import_tensorrt()
+        if trt is None:
             return "TensorRT not installed"
+        wrong = unsupported_version(str(trt.__version__))
+        if wrong is not None:
+            return wrong
         import torch
 
         if not torch.cuda.is_available():
@@ -140,8 +144,8 @@ class TensorrtBackend(Backend):
         command = trtexec_command(f"{folder}/{dest.name}", f"{folder}/{engine.name}", plan,
                                   f"{folder}/tensorrt.timing.cache" if self.opts.timing_cache else None)
         script = dest.with_suffix(".trtexec.sh")
-        write_text_atomic(script, "#!/bin/sh\n# Builds the TensorRT engine of this variant (written by edgeopt); "
-                                  "run it on the machine with the target GPU.\n"
+        write_text_atomic(script, "#!/bin/sh\n# Builds the TensorRT engine of this variant (written by edgeopt) "
+                                  "with TensorRT 10's trtexec; run it on the machine with the target GPU.\n"
                                   f'cd "$(dirname "$0")/.." || exit 1\nexec {command}\n')
         script.chmod(0o755)
         fields.update(build_command=command, build_script=f"{folder}/{script.name}", trt_precision=plan.precision,
@@ -194,5 +198,9 @@ class TensorrtBackend(Backend):
         why = self.availability()
         if why == "TensorRT not installed":
             raise BackendUnavailable("TensorRT", self.extra)
+        if why is not None and why.startswith("TensorRT "):
+            from edgeopt.backends.tensorrt.trt_import import INSTALL_HINT
+
+            raise EdgeoptError(f"cannot run TensorRT here: {why.split(' (', 1)[0]}", INSTALL_HINT)
         if why is not None:
             raise EdgeoptError(f"cannot run TensorRT here: {why}", "run on a machine with an NVIDIA GPU and CUDA")

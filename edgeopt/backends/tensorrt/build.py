@@ -11,6 +11,7 @@ from typing import Any
 
 from edgeopt.artifacts.base import TensorSpec
 from edgeopt.backends.tensorrt.artifact import EngineHost, EngineManifest, TrtEngine, manifest_path
+from edgeopt.backends.tensorrt.trt_import import INSTALL_HINT
 from edgeopt.errors import ConfigError, EdgeoptError
 from edgeopt.fileio import sha256_file, write_bytes_atomic
 
@@ -163,7 +164,7 @@ def build_engine(
         if wanted:
             if not hasattr(trt.BuilderFlag, flag):
                 raise EngineBuildError(f"TensorRT {trt.__version__} has no {flag} builder flag (strongly typed only)",
-                                       "use TensorRT 10")
+                                       INSTALL_HINT)
             config.set_flag(getattr(trt.BuilderFlag, flag))
     if plan.profiles:
         profile = builder.create_optimization_profile()

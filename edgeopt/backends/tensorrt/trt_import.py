@@ -1,8 +1,15 @@
-"""The one place that imports TensorRT: None when it is missing (or only a same-named folder is on sys.path)."""
+"""The one place that imports TensorRT: None when it is missing (or only a same-named folder is on sys.path), and the
+one statement of which TensorRT versions edgeopt builds engines with."""
 
 from __future__ import annotations
 
 from types import ModuleType
+
+#: The TensorRT major version edgeopt's engine build is written for. TensorRT 10 takes the model's float precision from
+#: builder flags (FP16, INT8) over an FP32 ONNX; TensorRT 11 removed those flags and builds every network strongly
+#: typed, from the precision written in the ONNX itself, so an FP32 ONNX would build FP32 there, not FP16.
+SUPPORTED_MAJOR = 10
+INSTALL_HINT = f'pip install "tensorrt>={SUPPORTED_MAJOR},<{SUPPORTED_MAJOR + 1}"'
 
 
 def import_tensorrt() -> ModuleType | None:
@@ -12,3 +19,15 @@ def import_tensorrt() -> ModuleType | None:
     except ImportError:
         return None
     return trt if hasattr(trt, "Builder") and hasattr(trt, "__version__") else None
+
+
+def unsupported_version(version: str) -> str | None:
+    """Why edgeopt cannot build engines with TensorRT `version` (e.g. '11.4.0.106'), or None when it can."""
+    head = version.split(".", 1)[0]
+    major = int(head) if head.isdigit() else None
+    if major == SUPPORTED_MAJOR:
+        return None
+    if major is not None and major > SUPPORTED_MAJOR:
+        return (f"TensorRT {version} installed: it builds strongly typed networks only (no FP16/INT8 builder flags), "
+                f"edgeopt builds with TensorRT {SUPPORTED_MAJOR} ({INSTALL_HINT})")
+    return f"TensorRT {version} installed: edgeopt builds with TensorRT {SUPPORTED_MAJOR} ({INSTALL_HINT})"

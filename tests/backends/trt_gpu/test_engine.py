@@ -119,3 +119,14 @@ def test_engine_builds_and_matches_ort(residual_onnx: Path, tmp_path: Path) -> N
     got = runner.run({"x": x})[0]
     assert np.allclose(ref, got, atol=5e-2, rtol=5e-2)  # FP16 engine
     assert len(runner.time_ms({"x": x}, iters=5, warmup=1)) == 5
+
+
+def test_only_tensorrt_10_builds() -> None:
+    """TensorRT 11 dropped the FP16/INT8 builder flags the engine build sets: refused by name, with the pin to use."""
+    from edgeopt.backends.tensorrt.trt_import import unsupported_version
+
+    assert unsupported_version("10.3.0") is None and unsupported_version("10.13.0.35") is None
+    newer = unsupported_version("11.4.0.106")
+    assert newer is not None and "11.4.0.106" in newer and "strongly typed" in newer and "tensorrt>=10,<11" in newer
+    older = unsupported_version("8.6.1")
+    assert older is not None and "8.6.1" in older and "strongly typed" not in older and "tensorrt>=10,<11" in older
