@@ -7,8 +7,9 @@ report top-1 agreement between them, and each one's top-1 accuracy beside FP32. 
 Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx|package.module:factory]
      [--resnet18-cifar-model PATH.onnx|package.module:factory] [--only MODEL]
      [--methods minmax entropy percentile mse] [--eval-in-compile] [--bias-correction]
-     [--calibration-method minmax|entropy|percentile|mse]
-(--calibration-method: the one calibration table both INT8 builds are emitted from, as `edgeopt compile
+     [--calibration-method minmax|entropy|percentile|mse] [--keep-float NODE ...]
+(--keep-float: these Conv/Gemm nodes stay float in both INT8 builds, FP16 in the engine;
+--calibration-method: the one calibration table both INT8 builds are emitted from, as `edgeopt compile
 --calibration-method`; --methods varies the TensorRT-ready build's method alone)
 """
 
@@ -34,6 +35,7 @@ from edgeopt.artifacts.onnx_model import OnnxModel  # noqa: E402
 from edgeopt.backends.ort.backend import OrtBackend  # noqa: E402
 from edgeopt.backends.tensorrt.placement import check_placement, summarize  # noqa: E402
 from edgeopt.data import load_data  # noqa: E402
+from edgeopt.quant.record import read_record  # noqa: E402
 
 
 def _predictions(model_path: Path, data: Any, threads: int) -> np.ndarray:
@@ -45,16 +47,31 @@ def _predictions(model_path: Path, data: Any, threads: int) -> np.ndarray:
     return np.concatenate(preds)
 
 
+def _keeping_float(target: str, common: dict[str, Any], nodes: list[str]) -> dict[str, Any]:
+    """The target's standard 'int8' variant with `nodes` kept float (its quantize pass's exclude_nodes)."""
+    from edgeopt.config import CompileConfig
+    from edgeopt.passes.onnx.quantize import quantized_variants
+    from edgeopt.targets import get_target
+
+    cfg = CompileConfig.build({"model": "-", "quantize": "static", **common})
+    spec = next(v for v in quantized_variants(get_target(target), cfg) if v.name == "int8")
+    *chain, step = spec.passes
+    ((last, opts),) = step.items()  # the quantize pass and its options
+    return {"name": "int8-kept", "precision": "int8", "passes": [*chain, {last: {**opts, "exclude_nodes": nodes}}]}
+
+
 def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path, eval_samples: int | None,
                 threads: int, methods: list[str] | None = None, eval_in_compile: bool = False,
-                bias_correction: bool = False, calibration_method: str = "minmax") -> dict[str, Any]:
+                bias_correction: bool = False, calibration_method: str = "minmax",
+                keep_float: list[str] | None = None) -> dict[str, Any]:
     """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data.
 
     `methods`: also build the TensorRT-ready ONNX with these calibration methods (variants int8-<method>) and report
     each one's agreement with the same ORT INT8 build. `eval_in_compile`: give the ORT INT8 compile the evaluation
     data, so its accuracy fallback is judged on it (as bench_efficientnet_peers.py does) rather than on agreement
     over the calibration images. `bias_correction`: both INT8 builds correct their biases (--bias-correction).
-    `calibration_method`: the range method of both builds (compile's calibration_method)."""
+    `calibration_method`: the range method of both builds (compile's calibration_method). `keep_float`: both INT8
+    builds keep these nodes float (the ORT build may keep more, by its accuracy fallback)."""
     start = time.perf_counter()
     common = {"calibration": str(calib), "cache_dir": str(work / "cache"), "latency": {"iters": 5, "threads": threads},
               "bias_correction": bias_correction, "calibration_method": calibration_method}
@@ -62,14 +79,17 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
                                                                    {"qdq_tensorrt": {"method": m, "bias_correction":
                                                                                      bias_correction}}]}
              for m in methods or []]
+    int8 = "int8-kept" if keep_float else "int8"
+    trt_extra = [*extra, _keeping_float("trt-gpu", common, keep_float)] if keep_float else extra
+    ort_extra = [_keeping_float("ort-cpu", common, keep_float)] if keep_float else []
     trt = edgeopt.compile(model, target="trt-gpu", quantize="static",
-                          variants=["int8", "fp16", *(e["name"] for e in extra)], extra_variants=extra,
+                          variants=[int8, "fp16", *(e["name"] for e in extra)], extra_variants=trt_extra,
                           out=str(work / name / "trt"), **common)
     wall = time.perf_counter() - start
-    ort = edgeopt.compile(model, target="ort-cpu", quantize="static", variants=["int8"], out=str(work / name / "ort"),
-                          data=str(evaluation) if eval_in_compile else None, **common)
+    ort = edgeopt.compile(model, target="ort-cpu", quantize="static", variants=[int8], extra_variants=ort_extra,
+                          out=str(work / name / "ort"), data=str(evaluation) if eval_in_compile else None, **common)
     rows = {v["name"]: v for v in trt.report["variants"]}
-    trt_path, ort_path = trt.artifacts["trt-gpu/int8"], ort.artifacts["ort-cpu/int8"]
+    trt_path, ort_path = trt.artifacts[f"trt-gpu/{int8}"], ort.artifacts[f"ort-cpu/{int8}"]
     violations = check_placement(onnx.load(str(trt_path)))
     float_path = trt.artifacts["trt-gpu/fp16"]  # the float model as TensorRT gets it (dynamic batch, simplified)
     data = load_data(str(evaluation), OnnxModel.from_file(trt_path).input_specs())
@@ -82,8 +102,10 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
         "model": name, "n": len(data), "calibration_method": calibration_method, "trt_compile_s": round(wall, 1),
         "violations": len(violations), **summarize(violations),
         "agreement_trt_vs_ort_int8": float(np.mean(trt_pred == ort_pred)),
-        "trt_status": rows["trt-gpu/int8"]["status"], "trt_precision": rows["trt-gpu/int8"].get("trt_precision"),
-        "build_command": rows["trt-gpu/int8"].get("build_command"),
+        "trt_status": rows[f"trt-gpu/{int8}"]["status"],
+        "trt_precision": rows[f"trt-gpu/{int8}"].get("trt_precision"),
+        "build_command": rows[f"trt-gpu/{int8}"].get("build_command"), "keep_float": keep_float or [],
+        "ort_float_nodes": (read_record(onnx.load(str(ort_path))) or {}).get("float_nodes"),
     }
     out["agreement_by_method"] = {
         m: float(np.mean(_predictions(trt.artifacts[f"trt-gpu/int8-{m}"], data, threads) == ort_pred))
@@ -160,6 +182,8 @@ def main() -> None:
     ap.add_argument("--bias-correction", action="store_true", help="both INT8 builds correct their biases")
     ap.add_argument("--calibration-method", choices=["minmax", "entropy", "percentile", "mse"], default="minmax",
                     help="the range method both INT8 builds use (one calibration table drives both)")
+    ap.add_argument("--keep-float", nargs="+", default=None, metavar="NODE",
+                    help="Conv/Gemm nodes (ONNX names, e.g. node_Conv_306) both INT8 builds keep float")
     ap.add_argument("--eval-in-compile", action="store_true",
                     help="give the ORT INT8 compile the evaluation data (its fallback is then judged on it)")
     args = ap.parse_args()
@@ -169,7 +193,7 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             r = bench_model(name, model, calib, evaluation, Path(tmp), args.eval_samples, args.threads, args.methods,
-                            args.eval_in_compile, args.bias_correction, args.calibration_method)
+                            args.eval_in_compile, args.bias_correction, args.calibration_method, args.keep_float)
             print(json.dumps(r), file=sys.stderr)
             results.append(r)
     print(table(results))

@@ -363,10 +363,22 @@ def is_quantized(model: onnx.ModelProto) -> bool:
     return any(n.op_type in QDQ_OPS for n in model.graph.node)
 
 
-def check_placement(model: onnx.ModelProto) -> list[Violation]:
-    """Every rule a Q/DQ model breaks for TensorRT, in graph order; a float model (no Q/DQ) breaks none."""
+def declared_float_nodes(model: onnx.ModelProto) -> frozenset[str]:
+    """The compute nodes an edgeopt TensorRT build kept float on purpose (its quantization record's `float_nodes`)."""
+    from edgeopt.quant.record import read_record
+
+    record = read_record(model) or {}
+    return frozenset(record.get("float_nodes") or []) if record.get("format") == "tensorrt" else frozenset()
+
+
+def check_placement(model: onnx.ModelProto, float_nodes: frozenset[str] | None = None) -> list[Violation]:
+    """Every rule a Q/DQ model breaks for TensorRT, in graph order; a float model (no Q/DQ) breaks none.
+
+    `float_nodes`: Conv/Gemm/... nodes kept float on purpose (built in FP16), not reported as float inputs; default:
+    those the model's own edgeopt record declares (`qdq_tensorrt` option `exclude_nodes`)."""
     if not is_quantized(model):
         return []
+    intended = declared_float_nodes(model) if float_nodes is None else float_nodes
     index = GraphIndex(model.graph)
     found: list[Violation] = []
     for node in model.graph.node:
@@ -376,7 +388,8 @@ def check_placement(model: onnx.ModelProto) -> list[Violation]:
             found.extend(_check_qdq(node, index))
         spec = PLACEMENT.get(node.op_type)
         if spec is not None:
-            found.extend(_check_linear(node, spec, index))
+            found.extend(v for v in _check_linear(node, spec, index)
+                         if not (v.rule == "linear-inputs" and node.name in intended))
             continue
         quantize = residual_inputs(node, index)
         if quantize is not None:

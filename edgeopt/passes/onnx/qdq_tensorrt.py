@@ -22,7 +22,7 @@ from edgeopt.backends.tensorrt.placement import (
     qdq_sites,
     residual_inputs,
 )
-from edgeopt.errors import EdgeoptError, ModelFileError
+from edgeopt.errors import ConfigError, EdgeoptError, ModelFileError
 from edgeopt.passes.base import Pass, PassConfig, PassContext
 from edgeopt.passes.onnx.common import drop_unused_initializers, save_onnx
 from edgeopt.passes.onnx.quantize import register_quantized_variants
@@ -44,6 +44,8 @@ class QdqTensorrtConfig(PassConfig):
     bias_correction: bool = Field(False, description="correct each quantized Conv/Gemm bias for the mean shift INT8 "
                                   "causes at its output, measured on calibration samples")
     bias_correction_samples: int = Field(64, ge=1)
+    exclude_nodes: list[str] = Field(default_factory=list, description="Conv/ConvTranspose/Gemm/MatMul nodes kept "
+                                     "float (FP16 in the engine), by ONNX node name")
 
 
 def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
@@ -209,8 +211,9 @@ def quantize_for_tensorrt(
     index = GraphIndex(prepared.graph)
     residual = [n.name for n in prepared.graph.node if residual_inputs(n, index)]
     others = [n.name for n in prepared.graph.node if n.op_type in RESIDUAL_OPS and n.name not in residual]
+    kept_float = _float_nodes(prepared, cfg.exclude_nodes)
     spec = TENSORRT.model_copy(update={
-        "op_types": sorted(set(PLACEMENT) | set(RESIDUAL_OPS)), "exclude_nodes": others, "method": None,
+        "op_types": sorted(set(PLACEMENT) | set(RESIDUAL_OPS)), "exclude_nodes": others + kept_float, "method": None,
     })
     tensors = activation_tensors(prepared, spec.op_types_to_quantize())
     table = calibrate(prepared, ctx.calibration, method=cfg.method, percentile=cfg.percentile, samples=cfg.samples,
@@ -221,7 +224,7 @@ def quantize_for_tensorrt(
             t = max(abs(lo), abs(hi))
             ranges[name] = (-t, t)
     fixed = CalibrationTable({}, cfg.method, fixed_ranges=ranges, samples=table.samples, data=table.data)
-    sites = qdq_sites(prepared)
+    sites = [s for s in qdq_sites(prepared) if s.node not in kept_float]
     result = emit_qdq(prepared, fixed, spec, ctx.work_dir)
     out = result.model
     prune_to_sites(out, sites)
@@ -229,20 +232,35 @@ def quantize_for_tensorrt(
     if cfg.bias_correction:
         out, corrected = correct_biases(prepared, out, ctx.calibration, cfg.bias_correction_samples)
         notes.append("qdq_tensorrt: " + describe(corrected))
-    problems = check_placement(out)
+    problems = check_placement(out, frozenset(kept_float))
     if problems:
         raise EdgeoptError(f"qdq_tensorrt left {len(problems)} placement problems, first: {problems[0]}",
                            "report this model to the edgeopt developers")
     weights = sum(s.weight for s in sites)
     attach(out, {"mode": "static", "format": "tensorrt", "activation_type": "int8", "activation_symmetric": True,
                  "method": cfg.method, "activation_sites": len(sites) - weights, "weight_sites": weights,
-                 "residual_adds": len(residual), "samples": table.samples, "bias_correction": corrected}, fixed)
+                 "residual_adds": len(residual), "samples": table.samples, "bias_correction": corrected,
+                 "float_nodes": kept_float}, fixed)
     notes.append(
         f"qdq_tensorrt: {len(sites) - weights} activation inputs per-tensor, {weights} weights per-channel, INT8 "
         f"zero point 0, biases float ({len(residual)} residual Adds keep their Conv branch float for Conv+Add fusion);"
         " ops left in float are built in FP16 by the engine builder (precision best = --int8 --fp16)"
     )
+    if kept_float:
+        notes.append(f"qdq_tensorrt: {len(kept_float)} nodes kept float as asked (exclude_nodes): "
+                     f"{', '.join(kept_float)}")
     return out, notes
+
+
+def _float_nodes(model: onnx.ModelProto, names: list[str]) -> list[str]:
+    """The asked-for float nodes, checked: each must be a Conv/ConvTranspose/Gemm/MatMul of the model."""
+    linear = [n.name for n in model.graph.node if n.op_type in PLACEMENT]
+    unknown = sorted(set(names) - set(linear))
+    if unknown:
+        shown = ", ".join(linear[:40]) + (f" ... ({len(linear)} in all)" if len(linear) > 40 else "")
+        raise ConfigError(f"qdq_tensorrt exclude_nodes: {', '.join(unknown)} is not a Conv/ConvTranspose/Gemm/MatMul "
+                          f"node of the model (they are: {shown})", "name nodes from that list")
+    return sorted(set(names))
 
 
 @register_pass
@@ -250,7 +268,7 @@ class QdqTensorrt(Pass):
     """ONNX -> ONNX with symmetric INT8 Q/DQ where TensorRT fuses it (explicit quantization)."""
 
     name = "qdq_tensorrt"
-    version = "2"
+    version = "3"
     input_kind = ArtifactKind.ONNX
     output_kind = ArtifactKind.ONNX
     Config = QdqTensorrtConfig

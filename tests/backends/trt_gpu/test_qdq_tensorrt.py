@@ -114,3 +114,31 @@ def test_bias_correction_keeps_the_rules_and_moves_only_float_biases(digits_onnx
     assert changed and changed <= biases
     ref = _run(path, {"input": x_test}).argmax(1)
     assert float(np.mean(_run(corrected, {"input": x_test}).argmax(1) == ref)) >= 0.98
+
+
+def test_excluded_nodes_stay_float_and_are_declared(residual_onnx: Path, tmp_path: Path) -> None:
+    """exclude_nodes: conv1 and fc keep float inputs and weights (FP16 in the engine); the record declares them, so
+    the checker passes this model, and names them when told nothing is float on purpose."""
+    calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    out = _quantize(residual_onnx, calib, tmp_path, exclude_nodes=["fc", "conv1"])
+    nodes = {n.name: n for n in out.graph.node}
+    dq_outputs = {n.output[0] for n in out.graph.node if n.op_type == "DequantizeLinear"}
+    for name in ("conv1", "fc"):
+        assert not set(nodes[name].input) & dq_outputs
+    assert nodes["conv2"].input[0] in dq_outputs and nodes["conv2"].input[1] in dq_outputs
+    assert read_record(out)["float_nodes"] == ["conv1", "fc"]
+    assert check_placement(out) == []
+    flagged = check_placement(out, float_nodes=frozenset())
+    assert {(v.node, v.rule) for v in flagged} == {("conv1", "linear-inputs"), ("fc", "linear-inputs")}
+    x = np.random.default_rng(2).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    ref, got = _run(residual_onnx, {"x": x}), _run(out, {"x": x})
+    assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
+
+
+def test_excluding_an_unknown_node_names_the_choices(residual_onnx: Path, tmp_path: Path) -> None:
+    from edgeopt.errors import ConfigError
+
+    calib = np.random.default_rng(1).standard_normal((8, 3, 8, 8)).astype(np.float32)
+    with pytest.raises(ConfigError) as info:
+        _quantize(residual_onnx, calib, tmp_path, exclude_nodes=["relu1"])
+    assert "relu1" in str(info.value) and "conv1, conv2, fc" in str(info.value)
