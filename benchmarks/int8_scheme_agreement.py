@@ -78,11 +78,9 @@ class RoundedInput(nn.Module):
         self.range = tensor_range(stats, self.method, symmetric=self.scheme == "s8")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.activations:
-            pass
-        elif self.range is None:
+        if self.activations and self.range is None:
             self.calibrate(x)
-        else:
+        elif self.activations:
             lo, hi = self.range
             if self.scheme == "u8":
                 lo, hi = min(lo, 0.0), max(hi, 0.0)

@@ -198,9 +198,9 @@ class TensorrtBackend(Backend):
         why = self.availability()
         if why == "TensorRT not installed":
             raise BackendUnavailable("TensorRT", self.extra)
-        if why is not None and why.startswith("TensorRT "):
-            from edgeopt.backends.tensorrt.trt_import import INSTALL_HINT
+        from edgeopt.backends.tensorrt.trt_import import INSTALL_HINT
 
-            raise EdgeoptError(f"cannot run TensorRT here: {why.split(' (', 1)[0]}", INSTALL_HINT)
+        if why is not None and why.endswith(f" ({INSTALL_HINT})"):  # another TensorRT version: the hint is the fix
+            raise EdgeoptError(f"cannot run TensorRT here: {why.removesuffix(f' ({INSTALL_HINT})')}", INSTALL_HINT)
         if why is not None:
             raise EdgeoptError(f"cannot run TensorRT here: {why}", "run on a machine with an NVIDIA GPU and CUDA")
