@@ -2,7 +2,9 @@
 
 For each model: compile both INT8 variants with edgeopt, run the placement checker on the TensorRT-ready ONNX, then
 run both under ONNX Runtime (the TensorRT build stands in for TensorRT's INT8 arithmetic) on the evaluation data and
-report top-1 agreement between them, and each one's top-1 accuracy beside FP32. Prints a markdown table.
+report top-1 agreement between them, and each one's top-1 accuracy beside FP32. Prints a markdown table. Each build
+is also run op by op (ORT_DISABLE_ALL) and compared with itself under ORT's fused kernels: how far apart two
+evaluations of one build are, the noise floor any agreement figure sits on.
 
 Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx|package.module:factory]
      [--resnet18-cifar-model PATH.onnx|package.module:factory] [--only MODEL]
@@ -38,11 +40,13 @@ from edgeopt.data import load_data  # noqa: E402
 from edgeopt.quant.record import read_record  # noqa: E402
 
 
-def _predictions(model_path: Path, data: Any, threads: int) -> np.ndarray:
-    """Top-1 predictions of an ONNX file under ONNX Runtime on every sample of `data`."""
+def _predictions(model_path: Path, data: Any, threads: int, level: str = "all") -> np.ndarray:
+    """Top-1 predictions of an ONNX file under ONNX Runtime on every sample of `data`. `level`: ORT's graph
+    optimization level; "disable" runs every QuantizeLinear / DequantizeLinear / float op as written (the Q/DQ
+    graph's exact semantics), "all" fuses them into ORT's own kernels, which sum in another order."""
     from edgeopt.backends.base import run_batched
 
-    runner = OrtBackend().load(OnnxModel.from_file(model_path), threads=threads)
+    runner = OrtBackend({"graph_optimization_level": level}).load(OnnxModel.from_file(model_path), threads=threads)
     preds = [np.argmax(run_batched(runner, b.inputs)[0], axis=1) for b in data.batches(32)]
     return np.concatenate(preds)
 
@@ -67,8 +71,8 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
     """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data.
 
     `methods`: also build the TensorRT-ready ONNX with these calibration methods (variants int8-<method>) and report
-    each one's agreement with the same ORT INT8 build. `eval_in_compile`: give the ORT INT8 compile the evaluation
-    data, so its accuracy fallback is judged on it (as bench_efficientnet_peers.py does) rather than on agreement
+    each one's agreement with the same ORT INT8 build. `eval_in_compile`: give both INT8 compiles the evaluation
+    data, so their accuracy fallbacks are judged on it (as bench_efficientnet_peers.py does) rather than on agreement
     over the calibration images. `bias_correction`: both INT8 builds correct their biases (--bias-correction).
     `calibration_method`: the range method of both builds (compile's calibration_method). `keep_float`: both INT8
     builds keep these nodes float (the ORT build may keep more, by its accuracy fallback)."""
@@ -84,7 +88,7 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
     ort_extra = [_keeping_float("ort-cpu", common, keep_float)] if keep_float else []
     trt = edgeopt.compile(model, target="trt-gpu", quantize="static",
                           variants=[int8, "fp16", *(e["name"] for e in extra)], extra_variants=trt_extra,
-                          out=str(work / name / "trt"), **common)
+                          out=str(work / name / "trt"), data=str(evaluation) if eval_in_compile else None, **common)
     wall = time.perf_counter() - start
     ort = edgeopt.compile(model, target="ort-cpu", quantize="static", variants=[int8], extra_variants=ort_extra,
                           out=str(work / name / "ort"), data=str(evaluation) if eval_in_compile else None, **common)
@@ -111,6 +115,12 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
         m: float(np.mean(_predictions(trt.artifacts[f"trt-gpu/int8-{m}"], data, threads) == ort_pred))
         for m in methods or []}
     ref = _predictions(float_path, data, threads)
+    # The same two files run op by op: how far apart two evaluations of ONE build are (the noise floor of agreement).
+    trt_exact, ort_exact = _predictions(trt_path, data, threads, "disable"), _predictions(ort_path, data, threads,
+                                                                                          "disable")
+    out["trt_self_agreement"] = float(np.mean(trt_pred == trt_exact))
+    out["ort_self_agreement"] = float(np.mean(ort_pred == ort_exact))
+    out["agreement_trt_exact_vs_ort_int8"] = float(np.mean(trt_exact == ort_pred))
     out["agreement_trt_vs_fp32"] = float(np.mean(trt_pred == ref))
     out["agreement_ort_vs_fp32"] = float(np.mean(ort_pred == ref))
     if labels is not None:
@@ -185,7 +195,7 @@ def main() -> None:
     ap.add_argument("--keep-float", nargs="+", default=None, metavar="NODE",
                     help="Conv/Gemm nodes (ONNX names, e.g. node_Conv_306) both INT8 builds keep float")
     ap.add_argument("--eval-in-compile", action="store_true",
-                    help="give the ORT INT8 compile the evaluation data (its fallback is then judged on it)")
+                    help="give both INT8 compiles the evaluation data (their fallbacks are then judged on it)")
     args = ap.parse_args()
     results = []
     with tempfile.TemporaryDirectory(prefix="bench-trt-") as tmp:
@@ -201,6 +211,10 @@ def main() -> None:
         if r["agreement_by_method"]:
             shown = ", ".join(f"{m} {100 * v:.2f}%" for m, v in r["agreement_by_method"].items())
             print(f"{r['model']}: TensorRT-ready agreement with ORT INT8 by calibration method: {shown}")
+    for r in results:
+        print(f"{r['model']}: one build, fused ORT kernels vs op by op (ORT_DISABLE_ALL): TensorRT-ready "
+              f"{100 * r['trt_self_agreement']:.2f}%, ORT INT8 {100 * r['ort_self_agreement']:.2f}%; "
+              f"TensorRT-ready op by op vs ORT INT8 {100 * r['agreement_trt_exact_vs_ort_int8']:.2f}%")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

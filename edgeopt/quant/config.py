@@ -21,7 +21,19 @@ class SpeedCheckConfig(PassConfig):
     threads: int | None = Field(None, ge=1, description="intra-op threads for timing; default: all cores")
 
 
-class StaticQuantizeConfig(SpeedCheckConfig):
+class AccuracyBudgetConfig(PassConfig):
+    """The accuracy budget of a static INT8 build and its fallback: keep the most sensitive nodes float, step by step,
+    until the build is within the budget."""
+
+    max_accuracy_drop: float | None = Field(1.0, ge=0, description="budget in points vs float; None: no check")
+    metric: QualityMetric = Field("auto", description="what the budget applies to (edgeopt.evaluate.metric)")
+    eval_samples: int | None = Field(None, ge=1, description="evaluation samples for the budget (default: all)")
+    fallback_steps: int = Field(6, ge=0, description="most re-quantizations while keeping nodes in float")
+    max_float_fraction: float = Field(0.5, gt=0, le=1, description="most compute nodes the fallback keeps float")
+    sensitivity_samples: int = Field(16, ge=1)
+
+
+class StaticQuantizeConfig(SpeedCheckConfig, AccuracyBudgetConfig):
     """Static INT8 (U8S8 by default) from a calibration table, with accuracy-aware fallback and speed checks."""
 
     method: Literal["minmax", "entropy", "percentile", "mse"] = "minmax"
@@ -37,12 +49,6 @@ class StaticQuantizeConfig(SpeedCheckConfig):
     op_types: list[str] | None = Field(None, description="op types to quantize; default: all ORT can")
     exclude_op_types: list[str] = Field(default_factory=list)
     exclude_nodes: list[str] = Field(default_factory=list)
-    max_accuracy_drop: float | None = Field(1.0, ge=0, description="budget in points vs float; None: no check")
-    metric: QualityMetric = Field("auto", description="what the budget applies to (edgeopt.evaluate.metric)")
-    eval_samples: int | None = Field(None, ge=1, description="evaluation samples for the budget (default: all)")
-    fallback_steps: int = Field(6, ge=0, description="most re-quantizations while keeping nodes in float")
-    max_float_fraction: float = Field(0.5, gt=0, le=1, description="most compute nodes the fallback keeps float")
-    sensitivity_samples: int = Field(16, ge=1)
     bias_correction: bool = Field(False, description="correct each quantized Conv/Gemm bias for the mean shift "
                                   "INT8 causes at its output, measured on calibration samples (QDQ format only)")
     bias_correction_samples: int = Field(64, ge=1, description="calibration samples the bias correction measures on")

@@ -80,14 +80,19 @@ class StaticSearch:
 
     def emit(self, label: str, spec: QdqSpec) -> Build:
         """Emit and (when there is an evaluator) score one candidate."""
-        build = Build(label, spec, emit_qdq(self.model, self.table, spec, self.work_dir))
-        if self.cfg.bias_correction and spec.format == "qdq":
-            build.emitted.model, record = correct_biases(
-                self.model, build.emitted.model, self.calibration, self.cfg.bias_correction_samples, self.cfg.threads)
-            self.record.setdefault("bias_correction", {})[label] = record
+        build = Build(label, spec, self.emit_model(label, spec))
         if self.evaluator is not None:
             build.score = self.evaluator.score(build.emitted.model)
         return build
+
+    def emit_model(self, label: str, spec: QdqSpec) -> EmitResult:
+        """The Q/DQ model of one candidate (bias-corrected when asked); other emissions override this."""
+        emitted = emit_qdq(self.model, self.table, spec, self.work_dir)
+        if self.cfg.bias_correction and spec.format == "qdq":
+            emitted.model, record = correct_biases(
+                self.model, emitted.model, self.calibration, self.cfg.bias_correction_samples, self.cfg.threads)
+            self.record.setdefault("bias_correction", {})[label] = record
+        return emitted
 
     def within(self, build: Build, budget: float | None) -> bool:
         return budget is None or build.score is None or build.score.drop_points <= budget + _EPS_POINTS
@@ -223,9 +228,20 @@ class StaticSearch:
         # An alternative must beat the chosen build clearly: timing noise alone must not change the build.
         return max(ok, key=lambda b: speed[b.label] * (REMEDY_MARGIN if b is chosen else 1.0))
 
+    def accuracy_record(self, chosen: Build) -> dict[str, Any]:
+        """What the accuracy stage measured and chose: evaluation, scores, budget, and every step it tried."""
+        steps = self.record.pop("steps", [])
+        return {
+            "evaluation": self.evaluator.describe() if self.evaluator else None,
+            "float_score": round(self.evaluator.float_value, 6) if self.evaluator else None,
+            "score": chosen.score.to_dict() if chosen.score else None,
+            "budget_points": self.cfg.max_accuracy_drop if self.evaluator else None,
+            "budget_met": self.record.get("budget_met", True) if self.evaluator else None,
+            "steps": [b.step_record() for b in steps],
+        }
+
     def _summary(self, chosen: Build) -> dict[str, Any]:
         e = chosen.emitted
-        steps = self.record.pop("steps", [])
         return {
             "mode": "static",
             "method": self.table.method,
@@ -236,12 +252,7 @@ class StaticSearch:
             "quantized_nodes": len(e.quantized_nodes),
             "float_nodes": e.float_nodes,
             "protected_nodes": e.protected_nodes,
-            "evaluation": self.evaluator.describe() if self.evaluator else None,
-            "float_score": round(self.evaluator.float_value, 6) if self.evaluator else None,
-            "score": chosen.score.to_dict() if chosen.score else None,
-            "budget_points": self.cfg.max_accuracy_drop if self.evaluator else None,
-            "budget_met": self.record.get("budget_met", True) if self.evaluator else None,
-            "steps": [b.step_record() for b in steps],
+            **self.accuracy_record(chosen),
         }
 
 

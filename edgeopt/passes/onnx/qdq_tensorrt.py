@@ -3,6 +3,7 @@ calibration table (or, for a model that already carries Q/DQ, from its own scale
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,20 +24,27 @@ from edgeopt.backends.tensorrt.placement import (
     residual_inputs,
 )
 from edgeopt.errors import ConfigError, EdgeoptError, ModelFileError
-from edgeopt.passes.base import Pass, PassConfig, PassContext
+from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.onnx.common import drop_unused_initializers, save_onnx
 from edgeopt.passes.onnx.quantize import register_quantized_variants
 from edgeopt.passes.registry import register_pass
+from edgeopt.quant.config import AccuracyBudgetConfig
+from edgeopt.quant.emit import EmitResult, QdqSpec
 from edgeopt.quant.graph import name_nodes
 from edgeopt.quant.record import attach
+from edgeopt.quant.search import StaticSearch
 from edgeopt.targets import Target, VariantSpec
+
+log = logging.getLogger(__name__)
 
 _QRANGE = {TensorProto.INT8: (-128, 127), TensorProto.UINT8: (0, 255), TensorProto.INT16: (-32768, 32767),
            TensorProto.UINT16: (0, 65535)}
 
 
-class QdqTensorrtConfig(PassConfig):
-    """Range method over the calibration statistics and how many calibration samples to use (None: all)."""
+class QdqTensorrtConfig(AccuracyBudgetConfig):
+    """Range method over the calibration statistics and how many calibration samples to use (None: all), and the
+    accuracy budget the build is checked against under ONNX Runtime (the fallback keeps the most sensitive nodes
+    float, FP16 in the engine, until it holds)."""
 
     method: Literal["minmax", "entropy", "percentile", "mse"] = "minmax"
     percentile: float = 99.99
@@ -46,6 +54,7 @@ class QdqTensorrtConfig(PassConfig):
     bias_correction_samples: int = Field(64, ge=1)
     exclude_nodes: list[str] = Field(default_factory=list, description="Conv/ConvTranspose/Gemm/MatMul nodes kept "
                                      "float (FP16 in the engine), by ONNX node name")
+    threads: int | None = Field(None, ge=1, description="intra-op threads for calibration-side runs and evaluation")
 
 
 def _rename_tensor(graph: onnx.GraphProto, old: str, new: str) -> None:
@@ -191,13 +200,66 @@ def prune_to_sites(model: onnx.ModelProto, sites: list[Site]) -> int:
     return removed
 
 
+class _TensorrtEmission:
+    """Emits the TensorRT-ready model of one prepared float model for any set of float Conv/Gemm nodes: the
+    emitter's Q/DQ, pruned to the sites of the TensorRT table, biases corrected when asked, placement checked."""
+
+    def __init__(self, prepared: onnx.ModelProto, table: Any, ctx: PassContext, cfg: QdqTensorrtConfig) -> None:
+        from edgeopt.quant.emit import TENSORRT
+
+        self.prepared, self.table, self.ctx, self.cfg = prepared, table, ctx, cfg
+        index = GraphIndex(prepared.graph)
+        self.residual = [n.name for n in prepared.graph.node if residual_inputs(n, index)]
+        # Adds that are not residual joins stay float: TensorRT fuses Q/DQ into an Add only as a Conv+Add.
+        self.others = [n.name for n in prepared.graph.node if n.op_type in RESIDUAL_OPS and n.name not in self.residual]
+        self.linear = [n.name for n in prepared.graph.node if n.op_type in PLACEMENT]
+        self.all_sites = qdq_sites(prepared)
+        self.spec = TENSORRT.model_copy(update={"op_types": sorted(set(PLACEMENT) | set(RESIDUAL_OPS)), "method": None})
+        self.sites: dict[str, list[Site]] = {}  # by build label
+        self.corrected: dict[str, dict[str, Any]] = {}
+
+    def __call__(self, label: str, kept_float: list[str]) -> EmitResult:
+        from edgeopt.quant.bias_correction import correct_biases
+        from edgeopt.quant.emit import emit_qdq
+
+        spec = self.spec.model_copy(update={"exclude_nodes": self.others + kept_float})
+        result = emit_qdq(self.prepared, self.table, spec, self.ctx.work_dir)
+        sites = [s for s in self.all_sites if s.node not in kept_float]
+        prune_to_sites(result.model, sites)
+        if self.cfg.bias_correction:
+            result.model, self.corrected[label] = correct_biases(self.prepared, result.model, self.ctx.calibration,
+                                                                 self.cfg.bias_correction_samples, self.cfg.threads)
+        problems = check_placement(result.model, frozenset(kept_float))
+        if problems:
+            raise EdgeoptError(f"qdq_tensorrt left {len(problems)} placement problems, first: {problems[0]}",
+                               "report this model to the edgeopt developers")
+        self.sites[label] = sites
+        return EmitResult(result.model, spec, quantized_nodes=[n for n in self.linear if n not in kept_float],
+                          float_nodes=list(kept_float))
+
+
+class _TensorrtSearch(StaticSearch):
+    """StaticSearch's accuracy stage over the TensorRT emission: a node the fallback keeps float is one more
+    exclude_nodes entry, built in FP16 by the engine builder."""
+
+    def __init__(self, emission: _TensorrtEmission, evaluator: Any) -> None:
+        super().__init__(emission.prepared, emission.table, emission.cfg,  # type: ignore[arg-type]
+                         evaluator=evaluator, calibration=emission.ctx.calibration, timing_inputs=None,
+                         work_dir=emission.ctx.work_dir)
+        self.emission = emission
+
+    def emit_model(self, label: str, spec: QdqSpec) -> EmitResult:
+        return self.emission(label, list(spec.exclude_nodes))
+
+
 def quantize_for_tensorrt(
     model: onnx.ModelProto, ctx: PassContext, cfg: QdqTensorrtConfig
 ) -> tuple[onnx.ModelProto, list[str]]:
     """The TensorRT-ready Q/DQ model and notes on what was done."""
-    from edgeopt.quant.bias_correction import correct_biases, describe
+    from edgeopt.passes.onnx.quantize_static import make_evaluator
+    from edgeopt.quant.bias_correction import describe
     from edgeopt.quant.calibration_table import CalibrationTable
-    from edgeopt.quant.emit import TENSORRT, emit_qdq, prepare_model
+    from edgeopt.quant.emit import TENSORRT, prepare_model
     from edgeopt.quant.graph import activation_tensors
     from edgeopt.quant.store import calibrate
 
@@ -208,14 +270,9 @@ def quantize_for_tensorrt(
                      f"({len(model_ranges)} activation ranges kept)")
     prepared = prepare_model(float_model, ctx.work_dir)
     name_nodes(prepared)
-    index = GraphIndex(prepared.graph)
-    residual = [n.name for n in prepared.graph.node if residual_inputs(n, index)]
-    others = [n.name for n in prepared.graph.node if n.op_type in RESIDUAL_OPS and n.name not in residual]
     kept_float = _float_nodes(prepared, cfg.exclude_nodes)
-    spec = TENSORRT.model_copy(update={
-        "op_types": sorted(set(PLACEMENT) | set(RESIDUAL_OPS)), "exclude_nodes": others + kept_float, "method": None,
-    })
-    tensors = activation_tensors(prepared, spec.op_types_to_quantize())
+    op_types = sorted(set(PLACEMENT) | set(RESIDUAL_OPS))
+    tensors = activation_tensors(prepared, TENSORRT.model_copy(update={"op_types": op_types}).op_types_to_quantize())
     table = calibrate(prepared, ctx.calibration, method=cfg.method, percentile=cfg.percentile, samples=cfg.samples,
                       tensors=tensors, shared=ctx.shared)
     ranges = table.ranges(symmetric=True)
@@ -224,31 +281,40 @@ def quantize_for_tensorrt(
             t = max(abs(lo), abs(hi))
             ranges[name] = (-t, t)
     fixed = CalibrationTable({}, cfg.method, fixed_ranges=ranges, samples=table.samples, data=table.data)
-    sites = [s for s in qdq_sites(prepared) if s.node not in kept_float]
-    result = emit_qdq(prepared, fixed, spec, ctx.work_dir)
-    out = result.model
-    prune_to_sites(out, sites)
-    corrected = None
-    if cfg.bias_correction:
-        out, corrected = correct_biases(prepared, out, ctx.calibration, cfg.bias_correction_samples)
+    emission = _TensorrtEmission(prepared, fixed, ctx, cfg)
+    evaluator = make_evaluator(prepared, ctx, cfg, notes)
+    notes[:] = [n if n.startswith("qdq_tensorrt") else f"qdq_tensorrt: {n}" for n in notes]
+    search = _TensorrtSearch(emission, evaluator)
+    chosen = search.accuracy_stage(search.emit("int8", emission.spec.model_copy(update={"exclude_nodes":
+                                                                                     kept_float})))
+    out = chosen.emitted.model
+    float_nodes = list(chosen.spec.exclude_nodes)
+    corrected = emission.corrected.get(chosen.label)
+    if corrected is not None:
         notes.append("qdq_tensorrt: " + describe(corrected))
-    problems = check_placement(out, frozenset(kept_float))
-    if problems:
-        raise EdgeoptError(f"qdq_tensorrt left {len(problems)} placement problems, first: {problems[0]}",
-                           "report this model to the edgeopt developers")
+    sites = emission.sites[chosen.label]
     weights = sum(s.weight for s in sites)
+    accuracy = search.accuracy_record(chosen)
     attach(out, {"mode": "static", "format": "tensorrt", "activation_type": "int8", "activation_symmetric": True,
                  "method": cfg.method, "activation_sites": len(sites) - weights, "weight_sites": weights,
-                 "residual_adds": len(residual), "samples": table.samples, "bias_correction": corrected,
-                 "float_nodes": kept_float}, fixed)
+                 "residual_adds": len(emission.residual), "samples": table.samples, "bias_correction": corrected,
+                 "float_nodes": float_nodes, "chosen": chosen.label, **accuracy}, fixed)
     notes.append(
         f"qdq_tensorrt: {len(sites) - weights} activation inputs per-tensor, {weights} weights per-channel, INT8 "
-        f"zero point 0, biases float ({len(residual)} residual Adds keep their Conv branch float for Conv+Add fusion);"
-        " ops left in float are built in FP16 by the engine builder (precision best = --int8 --fp16)"
+        f"zero point 0, biases float ({len(emission.residual)} residual Adds keep their Conv branch float for "
+        "Conv+Add fusion); ops left in float are built in FP16 by the engine builder (precision best = --int8 --fp16)"
     )
     if kept_float:
         notes.append(f"qdq_tensorrt: {len(kept_float)} nodes kept float as asked (exclude_nodes): "
                      f"{', '.join(kept_float)}")
+    if chosen.score is not None and evaluator is not None:
+        sc = chosen.score
+        notes.append(f"qdq_tensorrt: {evaluator.describe()} under ONNX Runtime (a stand-in for the engine's INT8 "
+                     f"arithmetic): FP32 {evaluator.float_value * 100:.2f}%, INT8 {sc.value * 100:.2f}% "
+                     f"(drop {sc.drop_points:.2f} points, budget {cfg.max_accuracy_drop:g})")
+    notes.extend(f"qdq_tensorrt: {n}" for n in search.notes)
+    for warning in search.warnings:
+        log.warning("qdq_tensorrt: %s", warning)
     return out, notes
 
 
@@ -268,13 +334,19 @@ class QdqTensorrt(Pass):
     """ONNX -> ONNX with symmetric INT8 Q/DQ where TensorRT fuses it (explicit quantization)."""
 
     name = "qdq_tensorrt"
-    version = "3"
+    version = "4"
     input_kind = ArtifactKind.ONNX
     output_kind = ArtifactKind.ONNX
     Config = QdqTensorrtConfig
     needs_calibration = True
     preserves_semantics = False  # INT8 changes numbers; accuracy and fidelity are measured after the build
     tools = ("onnx", "onnxruntime")
+
+    def cache_extra(self, ctx: PassContext) -> dict[str, Any]:
+        """Calibration data, plus the evaluation data when the accuracy budget is judged on it."""
+        from edgeopt.passes.onnx.quantize_static import decision_inputs
+
+        return {**super().cache_extra(ctx), **decision_inputs(self.config, ctx)}
 
     def run(self, model: Artifact, ctx: PassContext, out_path: Path) -> Artifact:
         if not isinstance(model, OnnxModel):
@@ -294,7 +366,9 @@ def tensorrt_variants(target: Target, cfg: Any) -> list[VariantSpec]:
         return []
     fp16 = next((v for v in target.variants if v.precision == "fp16"), None)
     chain = list(fp16.passes) if fp16 is not None else ["dynamic_batch", "simplify"]
-    cal = {"method": cfg.calibration_method, "bias_correction": cfg.bias_correction}
+    cal = {"method": cfg.calibration_method, "bias_correction": cfg.bias_correction,
+           "max_accuracy_drop": cfg.max_accuracy_drop, "metric": cfg.metric, "eval_samples": cfg.eval_samples,
+           "threads": cfg.latency.threads}
     if cfg.calibration_samples:
         cal["samples"] = cfg.calibration_samples
     return [

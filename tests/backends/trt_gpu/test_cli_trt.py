@@ -58,7 +58,12 @@ def test_compile_writes_onnx_and_trtexec_command(residual_onnx: Path, residual_n
     assert check_placement(int8) == [] and any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
     assert rows["trt-gpu/int8"]["trt_precision"] == "int8+fp16"
     # The build carries its record and the symmetric ranges TensorRT gets; the sidecar table sits beside it.
-    assert rows["trt-gpu/int8"]["quantization"]["format"] == "tensorrt"
+    record = rows["trt-gpu/int8"]["quantization"]
+    assert record["format"] == "tensorrt"
+    # Checked like every INT8 build: the default 1-point budget, judged here on the calibration samples.
+    assert record["budget_points"] == 1.0 and record["score"]["n"] == 32 and record["steps"]
+    assert record["budget_met"] == (record["score"]["drop_points"] <= 1.0)
+    assert any("under ONNX Runtime" in n for n in rows["trt-gpu/int8"]["notes"])
     table = json.loads((out / "artifacts" / "trt-gpu-int8.calibration.json").read_text())
     assert table["tensors"] and all(t["range"][0] == -t["range"][1] for t in table["tensors"].values())
 

@@ -19,12 +19,18 @@ from edgeopt.passes.registry import REGISTRY
 from edgeopt.quant.record import read_record
 
 
-def _quantize(path: Path, calib: np.ndarray, tmp_path: Path, name: str = "x", **cfg: object) -> onnx.ModelProto:
+def _quantize_noted(path: Path, calib: np.ndarray, tmp_path: Path, name: str = "x",
+                    **cfg: object) -> tuple[onnx.ModelProto, list[str]]:
+    """The TensorRT-ready model and the pass's notes; without an accuracy budget unless `cfg` sets one."""
     shape = ("batch", *calib.shape[1:])
     data = load_data({name: calib}, [TensorSpec(name, shape)])
-    out, _ = quantize_for_tensorrt(onnx.load(str(path)), PassContext(work_dir=tmp_path, calibration=data),
-                                   QdqTensorrtConfig(**cfg))
-    return out
+    cfg.setdefault("max_accuracy_drop", None)
+    return quantize_for_tensorrt(onnx.load(str(path)), PassContext(work_dir=tmp_path, calibration=data),
+                                 QdqTensorrtConfig(**cfg))  # type: ignore[arg-type]
+
+
+def _quantize(path: Path, calib: np.ndarray, tmp_path: Path, name: str = "x", **cfg: object) -> onnx.ModelProto:
+    return _quantize_noted(path, calib, tmp_path, name, **cfg)[0]
 
 
 def _run(model: onnx.ModelProto | Path, feeds: dict[str, np.ndarray]) -> np.ndarray:
@@ -142,3 +148,36 @@ def test_excluding_an_unknown_node_names_the_choices(residual_onnx: Path, tmp_pa
     with pytest.raises(ConfigError) as info:
         _quantize(residual_onnx, calib, tmp_path, exclude_nodes=["relu1"])
     assert "relu1" in str(info.value) and "conv1, conv2, fc" in str(info.value)
+
+
+def test_accuracy_fallback_keeps_the_most_sensitive_node_float(residual_onnx: Path, tmp_path: Path) -> None:
+    """With a 1-point budget on top-1 agreement over 32 calibration samples, the all-INT8 build flips one sample
+    (3.1 points); the fallback keeps the node with the lowest SQNR float, declares it, and stays rule-clean."""
+    calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    out, notes = _quantize_noted(residual_onnx, calib, tmp_path, exclude_nodes=["fc", "conv1"], max_accuracy_drop=1.0)
+    record = read_record(out)
+    steps = record["steps"]
+    assert steps[0]["float_nodes"] == ["conv1", "fc"] and steps[0]["score"]["drop_points"] > 1.0
+    assert record["budget_met"] and record["score"]["drop_points"] <= 1.0
+    added = sorted(set(record["float_nodes"]) - {"conv1", "fc"})
+    assert added and record["chosen"] == steps[-1]["label"]
+    assert check_placement(out) == []  # the record declares the fallback's nodes too
+    dq_outputs = {n.output[0] for n in out.graph.node if n.op_type == "DequantizeLinear"}
+    node = next(n for n in out.graph.node if n.name == added[0])
+    assert not set(node.input) & dq_outputs
+    assert any("accuracy fallback: kept 1 most sensitive" in n for n in notes)
+    assert any("under ONNX Runtime" in n and "budget 1" in n for n in notes)
+
+
+def test_accuracy_budget_out_of_reach_keeps_the_best_build_and_says_so(residual_onnx: Path, tmp_path: Path) -> None:
+    """A zero budget on cosine distance cannot be met by any INT8 build: every step is tried, the best is kept."""
+    calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    out, notes = _quantize_noted(residual_onnx, calib, tmp_path, max_accuracy_drop=0.0, metric="cosine",
+                                 fallback_steps=2, max_float_fraction=1.0)
+    record = read_record(out)
+    assert record["budget_met"] is False
+    assert [len(s["float_nodes"]) for s in record["steps"]] == [0, 1, 3]  # all INT8, 1 float, all 3 float
+    best = min(s["score"]["drop_points"] for s in record["steps"])
+    assert record["score"]["drop_points"] == best
+    assert check_placement(out) == []
+    assert any("could not meet the 0-point accuracy budget" in n for n in notes)
