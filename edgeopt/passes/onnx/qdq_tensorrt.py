@@ -200,13 +200,18 @@ def prune_to_sites(model: onnx.ModelProto, sites: list[Site]) -> int:
     return removed
 
 
+def _tensorrt_spec() -> QdqSpec:
+    """The emitter's TensorRT spec over the ops the table places Q/DQ on (weighted ops and residual Adds)."""
+    from edgeopt.quant.emit import TENSORRT
+
+    return TENSORRT.model_copy(update={"op_types": sorted(set(PLACEMENT) | set(RESIDUAL_OPS)), "method": None})
+
+
 class _TensorrtEmission:
     """Emits the TensorRT-ready model of one prepared float model for any set of float Conv/Gemm nodes: the
     emitter's Q/DQ, pruned to the sites of the TensorRT table, biases corrected when asked, placement checked."""
 
     def __init__(self, prepared: onnx.ModelProto, table: Any, ctx: PassContext, cfg: QdqTensorrtConfig) -> None:
-        from edgeopt.quant.emit import TENSORRT
-
         self.prepared, self.table, self.ctx, self.cfg = prepared, table, ctx, cfg
         index = GraphIndex(prepared.graph)
         self.residual = [n.name for n in prepared.graph.node if residual_inputs(n, index)]
@@ -214,7 +219,7 @@ class _TensorrtEmission:
         self.others = [n.name for n in prepared.graph.node if n.op_type in RESIDUAL_OPS and n.name not in self.residual]
         self.linear = [n.name for n in prepared.graph.node if n.op_type in PLACEMENT]
         self.all_sites = qdq_sites(prepared)
-        self.spec = TENSORRT.model_copy(update={"op_types": sorted(set(PLACEMENT) | set(RESIDUAL_OPS)), "method": None})
+        self.spec = _tensorrt_spec()
         self.sites: dict[str, list[Site]] = {}  # by build label
         self.corrected: dict[str, dict[str, Any]] = {}
 
@@ -259,7 +264,7 @@ def quantize_for_tensorrt(
     from edgeopt.passes.onnx.quantize_static import make_evaluator
     from edgeopt.quant.bias_correction import describe
     from edgeopt.quant.calibration_table import CalibrationTable
-    from edgeopt.quant.emit import TENSORRT, prepare_model
+    from edgeopt.quant.emit import prepare_model
     from edgeopt.quant.graph import activation_tensors
     from edgeopt.quant.store import calibrate
 
@@ -271,8 +276,7 @@ def quantize_for_tensorrt(
     prepared = prepare_model(float_model, ctx.work_dir)
     name_nodes(prepared)
     kept_float = _float_nodes(prepared, cfg.exclude_nodes)
-    op_types = sorted(set(PLACEMENT) | set(RESIDUAL_OPS))
-    tensors = activation_tensors(prepared, TENSORRT.model_copy(update={"op_types": op_types}).op_types_to_quantize())
+    tensors = activation_tensors(prepared, _tensorrt_spec().op_types_to_quantize())
     table = calibrate(prepared, ctx.calibration, method=cfg.method, percentile=cfg.percentile, samples=cfg.samples,
                       tensors=tensors, shared=ctx.shared)
     ranges = table.ranges(symmetric=True)
@@ -282,8 +286,9 @@ def quantize_for_tensorrt(
             ranges[name] = (-t, t)
     fixed = CalibrationTable({}, cfg.method, fixed_ranges=ranges, samples=table.samples, data=table.data)
     emission = _TensorrtEmission(prepared, fixed, ctx, cfg)
-    evaluator = make_evaluator(prepared, ctx, cfg, notes)
-    notes[:] = [n if n.startswith("qdq_tensorrt") else f"qdq_tensorrt: {n}" for n in notes]
+    said: list[str] = []
+    evaluator = make_evaluator(prepared, ctx, cfg, said)
+    notes += [f"qdq_tensorrt: {n}" for n in said]
     search = _TensorrtSearch(emission, evaluator)
     chosen = search.accuracy_stage(search.emit("int8", emission.spec.model_copy(update={"exclude_nodes":
                                                                                      kept_float})))
