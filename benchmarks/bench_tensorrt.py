@@ -110,6 +110,7 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
         "trt_precision": rows[f"trt-gpu/{int8}"].get("trt_precision"),
         "build_command": rows[f"trt-gpu/{int8}"].get("build_command"), "keep_float": keep_float or [],
         "ort_float_nodes": (read_record(onnx.load(str(ort_path))) or {}).get("float_nodes"),
+        "trt_float_nodes": (read_record(onnx.load(str(trt_path))) or {}).get("float_nodes"),
     }
     out["agreement_by_method"] = {
         m: float(np.mean(_predictions(trt.artifacts[f"trt-gpu/int8-{m}"], data, threads) == ort_pred))
