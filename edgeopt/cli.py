@@ -54,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("model")
     i.add_argument("--target", help="also check op coverage for this target")
     i.add_argument("--input-shape", action="append", default=[])
+    i.add_argument("--nodes", action="store_true",
+                   help="list every node of an ONNX model by name and op type (the names exclude_nodes takes)")
     i.add_argument("--json", action="store_true", help="print JSON")
 
     sub.add_parser("targets", help="list target profiles and whether they run here")
@@ -139,7 +141,7 @@ def cmd_compile(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from edgeopt.inspect import inspect_model
 
-    info = inspect_model(args.model, target=args.target, input_shapes=args.input_shape)
+    info = inspect_model(args.model, target=args.target, input_shapes=args.input_shape, nodes=args.nodes)
     if args.json:
         print(json.dumps(info, indent=2, default=str))
         return 0

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch  # noqa: F401 - imported before any capture, so torch's log handlers keep a live stream
 import yaml
@@ -123,6 +124,21 @@ def test_inspect(capsys, conv_onnx: Path) -> None:
     assert info["inputs"] == [{"name": "x", "shape": [1, 1, 8, 8], "dtype": "float32"}]
     assert info["ops"] == {"Conv": 1, "Flatten": 1, "Gemm": 1, "GlobalAveragePool": 1, "Relu": 1}
     assert info["sha256"] == sha256_file(conv_onnx) and info["target"]["name"] == "ort-cpu"
+
+
+def test_inspect_lists_nodes_by_name(capsys, conv_onnx: Path) -> None:
+    rc, out, _ = _run(capsys, "inspect", str(conv_onnx), "--nodes", "--json")
+    assert rc == 0
+    nodes = json.loads(out)["nodes"]
+    proto = onnx.load(str(conv_onnx))
+    assert [n["op"] for n in nodes] == [n.op_type for n in proto.graph.node]
+    assert all(n["name"] for n in nodes) and len({n["name"] for n in nodes}) == len(nodes)
+    rc, out, _ = _run(capsys, "inspect", str(conv_onnx), "--nodes")
+    assert rc == 0 and f"nodes ({len(nodes)}, in graph order):" in out
+    assert any(line.split() == [nodes[0]["name"], nodes[0]["op"]] for line in out.splitlines())
+    rc, _, err = _run(capsys, "inspect", "edgeopt.models.resnet:cifar_resnet", "--input-shape", "input:1,3,32,32",
+                      "--nodes")
+    assert rc == 2 and "ONNX model" in err and "artifacts/" in err
 
 
 def test_inspect_factory_with_input_shape(capsys) -> None:

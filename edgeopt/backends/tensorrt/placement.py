@@ -11,11 +11,13 @@ rule of NVIDIA's TensorFlow quantization toolkit):
 | ConvTranspose | 0, 1 | 2 (bias) | per channel, axis 1 |
 | Gemm | 0, 1 | 2 (C) | per channel, axis 0 with transB=1, else 1 |
 | MatMul | 0, 1 | - | per channel on the last axis of a constant operand |
-| Add with 2+ activation inputs (residual) | every input except one that comes straight from a Conv | - | - |
+| Add with 2+ activation inputs (residual) | every input except one straight from an INT8 Conv (see below) | - | - |
 
 Activations are quantized per tensor, everything is INT8 with zero point 0. A residual Add keeps its Conv branch float
-so that TensorRT fuses Conv + Add (+ ReLU) into one INT8 kernel; quantizing that branch too splits the fusion. The same
-table is documented as rules (`RULES`) that the checker reports by id, with the fix for each.
+so that TensorRT fuses Conv + Add (+ ReLU) into one INT8 kernel; quantizing that branch too splits the fusion. Where
+every Conv feeding the Add is kept float on purpose (FP16 in the engine), no such fusion exists and the Add stays float
+with all its inputs. The same table is documented as rules (`RULES`) that the checker reports by id, with the fix
+for each.
 """
 
 from __future__ import annotations
@@ -88,7 +90,8 @@ RULES: dict[str, Rule] = {
              "TensorRT runs a layer in INT8 only when its inputs are quantized; otherwise in FP16/FP32",
              "insert Q/DQ on the input: " + _REEMIT),
         Rule("residual-add", "warning",
-             "a residual Add has Q/DQ on every input except one coming straight from a Conv",
+             "a residual Add has Q/DQ on every input except one coming straight from an INT8 Conv (an Add whose Conv "
+             "branches are all kept float needs none)",
              "TensorRT fuses Conv + Add (+ReLU) into one INT8 kernel when the other input is INT8; a Q/DQ on the Conv "
              "branch splits the fusion, a float residual input keeps the fused output in float",
              "move the Q/DQ to the residual input: " + _REEMIT),
@@ -198,32 +201,47 @@ def weight_axis(node: onnx.NodeProto, input_index: int, rank: int) -> int | None
     return None
 
 
-def fused_conv_branch(node: onnx.NodeProto, index: GraphIndex) -> int | None:
-    """The input of a residual Add that TensorRT fuses into its Conv: the first one produced by a Conv that has no
-    other consumer (looking through a Q/DQ pair that another tool may have put there)."""
+def _conv_behind(name: str, index: GraphIndex) -> onnx.NodeProto | None:
+    """The Conv/ConvTranspose whose output `name` is, read by nothing else (looking through a Q/DQ pair that another
+    tool may have put there); None otherwise."""
+    src = name
+    dq = index.dq_of(src)
+    if dq is not None:
+        q = index.producer.get(dq.input[0])
+        if q is None or q.op_type != "QuantizeLinear" or len(index.consumers.get(dq.input[0], [])) != 1:
+            return None
+        src = q.input[0]
+    producer = index.producer.get(src)
+    if producer is not None and producer.op_type in _CONV_OPS and len(index.consumers.get(src, [])) == 1 \
+            and src not in index.outputs:
+        return producer
+    return None
+
+
+def fused_conv_branch(node: onnx.NodeProto, index: GraphIndex, float_nodes: frozenset[str] = frozenset()) -> int | None:
+    """The input of a residual Add that TensorRT fuses into its Conv: the first one produced by an INT8 Conv (not in
+    `float_nodes`) that has no other consumer."""
     for i, name in enumerate(node.input):
-        src = name
-        dq = index.dq_of(src)
-        if dq is not None:
-            q = index.producer.get(dq.input[0])
-            if q is None or q.op_type != "QuantizeLinear" or len(index.consumers.get(dq.input[0], [])) != 1:
-                continue
-            src = q.input[0]
-        producer = index.producer.get(src)
-        if producer is not None and producer.op_type in _CONV_OPS and len(index.consumers.get(src, [])) == 1 \
-                and src not in index.outputs:
+        conv = _conv_behind(name, index)
+        if conv is not None and conv.name not in float_nodes:
             return i
     return None
 
 
-def residual_inputs(node: onnx.NodeProto, index: GraphIndex) -> list[int] | None:
-    """For an Add with two or more activation inputs, the inputs that go through Q/DQ; None for other nodes."""
+def residual_inputs(node: onnx.NodeProto, index: GraphIndex,
+                    float_nodes: frozenset[str] = frozenset()) -> list[int] | None:
+    """For an Add with two or more activation inputs, the inputs that go through Q/DQ; None for other nodes.
+
+    When every Conv branch of the Add is kept float (`float_nodes`, FP16 in the engine), there is no INT8 Conv+Add
+    fusion to feed: the Add stays float and none of its inputs needs Q/DQ."""
     if node.op_type not in RESIDUAL_OPS:
         return None
     live = [i for i, name in enumerate(node.input) if name and not index.is_constant(name)]
     if len(live) < 2:
         return None
-    fused = fused_conv_branch(node, index)
+    fused = fused_conv_branch(node, index, float_nodes)
+    if fused is None and any(_conv_behind(node.input[i], index) is not None for i in live):
+        return []
     return [i for i in live if i != fused]
 
 
@@ -238,13 +256,16 @@ class Site:
     axis: int | None  # per-channel axis for weights; None: per tensor
 
 
-def qdq_sites(model: onnx.ModelProto) -> list[Site]:
-    """Mark every input that gets Q/DQ by the table above, in graph order (the model must carry no Q/DQ yet)."""
+def qdq_sites(model: onnx.ModelProto, float_nodes: frozenset[str] = frozenset()) -> list[Site]:
+    """Mark every input that gets Q/DQ by the table above, in graph order (the model must carry no Q/DQ yet);
+    `float_nodes` (Conv/Gemm/... kept float) get none."""
     index = GraphIndex(model.graph)
     sites: list[Site] = []
     for node in model.graph.node:
         spec = PLACEMENT.get(node.op_type)
         if spec is not None:
+            if node.name in float_nodes:
+                continue
             w = weight_input(node, index)
             for i in spec.quantized:
                 if i >= len(node.input) or not node.input[i]:
@@ -257,7 +278,7 @@ def qdq_sites(model: onnx.ModelProto) -> list[Site]:
                 elif not index.is_constant(name):
                     sites.append(Site(node.name, i, name, False, None))
             continue
-        for i in residual_inputs(node, index) or []:
+        for i in residual_inputs(node, index, float_nodes) or []:
             sites.append(Site(node.name, i, node.input[i], False, None))
     return sites
 
@@ -343,11 +364,12 @@ def _check_linear(node: onnx.NodeProto, spec: OpPlacement, index: GraphIndex) ->
     return found
 
 
-def _check_residual(node: onnx.NodeProto, quantize: list[int], index: GraphIndex) -> list[Violation]:
+def _check_residual(node: onnx.NodeProto, quantize: list[int], index: GraphIndex,
+                    float_nodes: frozenset[str]) -> list[Violation]:
     """The residual-add rule: Q/DQ on every activation input but the fused Conv branch."""
     found: list[Violation] = []
     name = node.name or node.output[0]
-    fused = fused_conv_branch(node, index)
+    fused = fused_conv_branch(node, index, float_nodes)
     for i in quantize:
         if index.dq_of(node.input[i]) is None:
             found.append(Violation(name, node.op_type, "residual-add",
@@ -391,9 +413,9 @@ def check_placement(model: onnx.ModelProto, float_nodes: frozenset[str] | None =
             found.extend(v for v in _check_linear(node, spec, index)
                          if not (v.rule == "linear-inputs" and node.name in intended))
             continue
-        quantize = residual_inputs(node, index)
+        quantize = residual_inputs(node, index, intended)
         if quantize is not None:
-            found.extend(_check_residual(node, quantize, index))
+            found.extend(_check_residual(node, quantize, index, intended))
     return found
 
 

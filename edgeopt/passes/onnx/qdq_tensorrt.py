@@ -217,8 +217,7 @@ class _TensorrtEmission:
         self.residual = [n.name for n in prepared.graph.node if residual_inputs(n, index)]
         # Adds that are not residual joins stay float: TensorRT fuses Q/DQ into an Add only as a Conv+Add.
         self.others = [n.name for n in prepared.graph.node if n.op_type in RESIDUAL_OPS and n.name not in self.residual]
-        self.linear = [n.name for n in prepared.graph.node if n.op_type in PLACEMENT]
-        self.all_sites = qdq_sites(prepared)
+        self.linear = linear_nodes(prepared)
         self.spec = _tensorrt_spec()
         self.sites: dict[str, list[Site]] = {}  # by build label
         self.corrected: dict[str, dict[str, Any]] = {}
@@ -229,7 +228,7 @@ class _TensorrtEmission:
 
         spec = self.spec.model_copy(update={"exclude_nodes": self.others + kept_float})
         result = emit_qdq(self.prepared, self.table, spec, self.ctx.work_dir)
-        sites = [s for s in self.all_sites if s.node not in kept_float]
+        sites = qdq_sites(self.prepared, frozenset(kept_float))
         prune_to_sites(result.model, sites)
         if self.cfg.bias_correction:
             result.model, self.corrected[label] = correct_biases(self.prepared, result.model, self.ctx.calibration,
@@ -299,15 +298,16 @@ def quantize_for_tensorrt(
         notes.append("qdq_tensorrt: " + describe(corrected))
     sites = emission.sites[chosen.label]
     weights = sum(s.weight for s in sites)
+    fused_adds = len({s.node for s in sites} & set(emission.residual))
     accuracy = search.accuracy_record(chosen)
     attach(out, {"mode": "static", "format": "tensorrt", "activation_type": "int8", "activation_symmetric": True,
                  "method": cfg.method, "activation_sites": len(sites) - weights, "weight_sites": weights,
-                 "residual_adds": len(emission.residual), "samples": table.samples, "bias_correction": corrected,
+                 "residual_adds": fused_adds, "samples": table.samples, "bias_correction": corrected,
                  "float_nodes": float_nodes, "chosen": chosen.label, **accuracy}, fixed)
     notes.append(
         f"qdq_tensorrt: {len(sites) - weights} activation inputs per-tensor, {weights} weights per-channel, INT8 "
-        f"zero point 0, biases float ({len(emission.residual)} residual Adds keep their Conv branch float for "
-        "Conv+Add fusion); ops left in float are built in FP16 by the engine builder (precision best = --int8 --fp16)"
+        f"zero point 0, biases float ({fused_adds} residual Adds keep their Conv branch float for Conv+Add "
+        "fusion); ops left in float are built in FP16 by the engine builder (precision best = --int8 --fp16)"
     )
     if kept_float:
         notes.append(f"qdq_tensorrt: {len(kept_float)} nodes kept float as asked (exclude_nodes): "
@@ -323,9 +323,15 @@ def quantize_for_tensorrt(
     return out, notes
 
 
+def linear_nodes(model: onnx.ModelProto) -> list[str]:
+    """The names of the model's Conv/ConvTranspose/Gemm/MatMul nodes, in graph order: the nodes that can be kept
+    float."""
+    return [n.name for n in model.graph.node if n.op_type in PLACEMENT]
+
+
 def _float_nodes(model: onnx.ModelProto, names: list[str]) -> list[str]:
     """The asked-for float nodes, checked: each must be a Conv/ConvTranspose/Gemm/MatMul of the model."""
-    linear = [n.name for n in model.graph.node if n.op_type in PLACEMENT]
+    linear = linear_nodes(model)
     unknown = sorted(set(names) - set(linear))
     if unknown:
         shown = ", ".join(linear[:40]) + (f" ... ({len(linear)} in all)" if len(linear) > 40 else "")
@@ -339,7 +345,7 @@ class QdqTensorrt(Pass):
     """ONNX -> ONNX with symmetric INT8 Q/DQ where TensorRT fuses it (explicit quantization)."""
 
     name = "qdq_tensorrt"
-    version = "4"
+    version = "5"
     input_kind = ArtifactKind.ONNX
     output_kind = ArtifactKind.ONNX
     Config = QdqTensorrtConfig

@@ -141,6 +141,24 @@ def test_excluded_nodes_stay_float_and_are_declared(residual_onnx: Path, tmp_pat
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
 
 
+def test_a_residual_add_behind_a_float_conv_stays_float(residual_onnx: Path, tmp_path: Path) -> None:
+    """conv2 kept float: no INT8 Conv+Add fusion exists, so the Add reads both inputs float and relu1's output, read
+    only by conv2 and the Add, has no Q/DQ at all. Rule-clean as declared; both named when nothing is declared."""
+    calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    out, notes = _quantize_noted(residual_onnx, calib, tmp_path, exclude_nodes=["conv2"])
+    quantized = [n.input[0] for n in out.graph.node if n.op_type == "QuantizeLinear"
+                 and n.input[0] not in {i.name for i in out.graph.initializer}]
+    assert sorted(quantized) == ["f", "x"]
+    dq_outputs = {n.output[0] for n in out.graph.node if n.op_type == "DequantizeLinear"}
+    add = next(n for n in out.graph.node if n.name == "residual_add")
+    assert not set(add.input) & dq_outputs
+    assert check_placement(out) == []
+    flagged = check_placement(out, float_nodes=frozenset())
+    assert {(v.node, v.rule) for v in flagged} == {("conv2", "linear-inputs"), ("residual_add", "residual-add")}
+    assert read_record(out)["residual_adds"] == 0
+    assert any("0 residual Adds keep their Conv branch float" in n for n in notes)
+
+
 def test_excluding_an_unknown_node_names_the_choices(residual_onnx: Path, tmp_path: Path) -> None:
     from edgeopt.errors import ConfigError
 
@@ -170,13 +188,14 @@ def test_accuracy_fallback_keeps_the_most_sensitive_node_float(residual_onnx: Pa
 
 
 def test_accuracy_budget_out_of_reach_keeps_the_best_build_and_says_so(residual_onnx: Path, tmp_path: Path) -> None:
-    """A zero budget on cosine distance cannot be met by any INT8 build: every step is tried, the best is kept."""
+    """A zero budget on cosine distance cannot be met while any node stays INT8: every step up to the cap of 2 float
+    nodes is tried, the best is kept."""
     calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
     out, notes = _quantize_noted(residual_onnx, calib, tmp_path, max_accuracy_drop=0.0, metric="cosine",
-                                 fallback_steps=2, max_float_fraction=1.0)
+                                 fallback_steps=2, max_float_fraction=0.67)
     record = read_record(out)
     assert record["budget_met"] is False
-    assert [len(s["float_nodes"]) for s in record["steps"]] == [0, 1, 3]  # all INT8, 1 float, all 3 float
+    assert [len(s["float_nodes"]) for s in record["steps"]] == [0, 1, 2]  # all INT8, 1 float, 2 float
     best = min(s["score"]["drop_points"] for s in record["steps"])
     assert record["score"]["drop_points"] == best
     assert check_placement(out) == []
