@@ -45,7 +45,7 @@ class Deployment:
     """What a backend adds once a variant's passes ran: a status override, report fields, an artifact to run."""
 
     status: str | None = None  # None: the usual status ("ok" or "not run: <why>")
-    fields: dict[str, Any] = field(default_factory=dict)  # extra report-row fields
+    fields: dict[str, Any] = field(default_factory=dict)  # extra report-row fields ("notes": appended to the row's)
     artifact: Artifact | None = None  # what to load and measure instead of the pass output (e.g. a built engine)
 
 

@@ -60,7 +60,9 @@ def build_report(result: Any, source: Artifact, meas: Measurements, data: Any) -
             "passes": [s.to_dict() for s in bv.result.steps] if bv.result else [],
             "notes": [n for s in (bv.result.steps if bv.result else []) for n in s.notes],
         }
-        row.update(bv.extra)
+        extra = dict(bv.extra)
+        row["notes"] += extra.pop("notes", [])  # the backend's own notes (e.g. ops its parser lacks) follow the passes'
+        row.update(extra)
         if bv.result is not None:  # quantization record and speed diagnosis ({} for unquantized builds)
             row.update(report_fields(bv.result.artifact, row))
         rows.append(row)

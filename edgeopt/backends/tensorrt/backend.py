@@ -3,6 +3,7 @@ GPU exist, and elsewhere the variant reports `engine not built: <why>` with the 
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 from typing import Any, Literal
@@ -21,12 +22,14 @@ from edgeopt.backends.tensorrt.build import (
     resolve_precision,
     trtexec_command,
 )
+from edgeopt.backends.tensorrt.parser_ops import describe_unparsed, unparsed_nodes
 from edgeopt.backends.tensorrt.placement import check_placement, is_quantized, summarize
 from edgeopt.cache import default_cache_dir
 from edgeopt.errors import BackendUnavailable, ConfigError, EdgeoptError
 from edgeopt.fileio import canonical_json, sha256_bytes, write_text_atomic
 
 Range = tuple[int, int, int]
+log = logging.getLogger(__name__)
 
 
 class TensorrtOptions(BackendOptions):
@@ -104,10 +107,12 @@ class TensorrtBackend(Backend):
             return {"note": "TensorRT checks apply to ONNX models"}
         violations = check_placement(artifact.proto)
         counts = summarize(violations)
+        unparsed = unparsed_nodes(artifact.proto)
         info: dict[str, Any] = {
             "quantized": "yes (Q/DQ: explicit INT8)" if is_quantized(artifact.proto) else "no (FP16 build)",
             "placement": f"{counts['errors']} errors, {counts['warnings']} warnings" if violations else "ok",
             "violations": [str(v) for v in violations],
+            "ops TensorRT's ONNX parser lacks": unparsed,
         }
         problems = self.check(artifact.input_specs())
         if problems:
@@ -127,6 +132,10 @@ class TensorrtBackend(Backend):
             raise TypeError("the tensorrt backend finalizes ONNX artifacts")
         violations = check_placement(artifact.proto)
         fields: dict[str, Any] = {"placement_violations": [str(v) for v in violations]}
+        unparsed = unparsed_nodes(artifact.proto)
+        if unparsed:  # where TensorRT is installed its parser's own errors follow; elsewhere this is all there is
+            fields.update(parser_unsupported=unparsed, notes=[describe_unparsed(unparsed)])
+            log.warning("%s", describe_unparsed(unparsed))
         errors = [v for v in violations if v.severity == "error"]
         if errors:
             first = errors[0]

@@ -113,6 +113,33 @@ def test_asymmetric_qdq_model_is_refused_as_is_and_converted_by_int8(
     assert any("re-emitted symmetric" in n for n in int8["notes"])
 
 
+def _det_model(tmp_path: Path) -> Path:
+    """x[batch,4,4] -> Relu -> Det: ONNX Runtime runs it, TensorRT 10's ONNX parser has no importer for Det."""
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["r"], name="relu"),
+                               helper.make_node("Det", ["r"], ["y"], name="det")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch"])])
+    path = tmp_path / "det.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_ops_the_parser_lacks_are_named_without_tensorrt(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    """No parser here to ask: the build still writes the ONNX and trtexec command, and the row names the node whose
+    op TensorRT's parser lacks, so the failure is known before anyone runs trtexec on the GPU machine."""
+    model = _det_model(tmp_path)
+    out = tmp_path / "out"
+    assert _compile(model, out) == 0
+    row = {v["name"]: v for v in json.loads((out / "report.json").read_text())["variants"]}["trt-gpu/fp16"]
+    assert row["status"] == f"engine not built: {TensorrtBackend.availability()}" and row["build_command"]
+    assert row["parser_unsupported"] == ["Det 'det'"]
+    assert any("TensorRT 10.1's ONNX parser has no importer for: Det 'det'" in n for n in row["notes"])
+    capsys.readouterr()
+    assert main(["inspect", str(model), "--target", "trt-gpu", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["target"]["ops TensorRT's ONNX parser lacks"] == ["Det 'det'"]
+
+
 def test_inspect_prints_violations(ort_default_qdq: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["inspect", str(ort_default_qdq), "--target", "trt-gpu"]) == 0
     text = capsys.readouterr().out
@@ -124,4 +151,5 @@ def test_inspect_clean_model(residual_onnx: Path, capsys: pytest.CaptureFixture[
     assert main(["inspect", str(residual_onnx), "--target", "trt-gpu", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)["target"]
     assert info["violations"] == [] and info["builder precision"] == "fp16"
+    assert info["ops TensorRT's ONNX parser lacks"] == []
     assert np.all([info["placement"] == "ok"])
