@@ -161,6 +161,8 @@ class TensorrtBackend(Backend):
                       engine=None)
         why = self.availability()
         if why is not None:
+            fields["notes"] = [*fields.get("notes", []), f"engine not built ({why}): on the machine with the target "
+                               f"GPU and TensorRT 10, run {folder}/{script.name}, which is `{command}`"]
             return Deployment(status=f"engine not built: {why}", fields=fields)
         try:
             built = self.build(artifact, plan, engine)

@@ -53,7 +53,10 @@ def test_compile_writes_onnx_and_trtexec_command(residual_onnx: Path, residual_n
         assert {"--minShapes=x:1x3x8x8", "--optShapes=x:1x3x8x8", "--maxShapes=x:32x3x8x8"} <= set(args)
         script = out / row["build_script"]
         assert script.is_file() and row["build_command"] in script.read_text()
+        assert any(n.startswith(f"engine not built ({why})") and row["build_script"] in n and row["build_command"] in n
+                   for n in row["notes"])  # the report people read says how to build it
         assert not (out / "artifacts" / f"{stem}.engine").exists()  # nothing pretends to be an engine
+    assert "run artifacts/trt-gpu-int8.trtexec.sh, which is `trtexec " in (out / "report.md").read_text()
     int8 = onnx.load(str(out / rows["trt-gpu/int8"]["artifact"]))
     assert check_placement(int8) == [] and any(n.op_type == "QuantizeLinear" for n in int8.graph.node)
     assert rows["trt-gpu/int8"]["trt_precision"] == "int8+fp16"
