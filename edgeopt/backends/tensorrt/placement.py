@@ -15,9 +15,9 @@ rule of NVIDIA's TensorFlow quantization toolkit):
 
 Activations are quantized per tensor, everything is INT8 with zero point 0. A residual Add keeps its Conv branch float
 so that TensorRT fuses Conv + Add (+ ReLU) into one INT8 kernel; quantizing that branch too splits the fusion. Where
-every Conv feeding the Add is kept float on purpose (FP16 in the engine), no such fusion exists and the Add stays float
-with all its inputs. The same table is documented as rules (`RULES`) that the checker reports by id, with the fix
-for each.
+every Conv feeding the Add is kept float on purpose (FP16 in the engine), no such fusion exists: the Add needs no Q/DQ,
+and keeps one only on an input that an INT8 layer quantizes anyway. The same table is documented as rules (`RULES`)
+that the checker reports by id, with the fix for each.
 """
 
 from __future__ import annotations
@@ -233,7 +233,7 @@ def residual_inputs(node: onnx.NodeProto, index: GraphIndex,
     """For an Add with two or more activation inputs, the inputs that go through Q/DQ; None for other nodes.
 
     When every Conv branch of the Add is kept float (`float_nodes`, FP16 in the engine), there is no INT8 Conv+Add
-    fusion to feed: the Add stays float and none of its inputs needs Q/DQ."""
+    fusion to feed: none of its inputs needs Q/DQ ([])."""
     if node.op_type not in RESIDUAL_OPS:
         return None
     live = [i for i, name in enumerate(node.input) if name and not index.is_constant(name)]
@@ -258,28 +258,38 @@ class Site:
 
 def qdq_sites(model: onnx.ModelProto, float_nodes: frozenset[str] = frozenset()) -> list[Site]:
     """Mark every input that gets Q/DQ by the table above, in graph order (the model must carry no Q/DQ yet);
-    `float_nodes` (Conv/Gemm/... kept float) get none."""
+    `float_nodes` (Conv/Gemm/... kept float) get none. A residual Add whose Conv branches are all float keeps Q/DQ
+    only on inputs an INT8 layer quantizes anyway (so their producer still writes INT8 alone), none on the rest."""
     index = GraphIndex(model.graph)
-    sites: list[Site] = []
+    linear: list[list[Site] | None] = []  # per node: its weighted-op sites, None for other nodes
     for node in model.graph.node:
         spec = PLACEMENT.get(node.op_type)
-        if spec is not None:
-            if node.name in float_nodes:
-                continue
-            w = weight_input(node, index)
-            for i in spec.quantized:
-                if i >= len(node.input) or not node.input[i]:
-                    continue
-                name = node.input[i]
-                if i == w:
-                    value = index.constant(name)
-                    rank = value.ndim if value is not None else 0
-                    sites.append(Site(node.name, i, name, True, weight_axis(node, i, rank)))
-                elif not index.is_constant(name):
-                    sites.append(Site(node.name, i, name, False, None))
+        if spec is None or node.name in float_nodes:
+            linear.append(None)
             continue
-        for i in residual_inputs(node, index, float_nodes) or []:
-            sites.append(Site(node.name, i, node.input[i], False, None))
+        w = weight_input(node, index)
+        own: list[Site] = []
+        for i in spec.quantized:
+            if i >= len(node.input) or not node.input[i]:
+                continue
+            name = node.input[i]
+            if i == w:
+                value = index.constant(name)
+                rank = value.ndim if value is not None else 0
+                own.append(Site(node.name, i, name, True, weight_axis(node, i, rank)))
+            elif not index.is_constant(name):
+                own.append(Site(node.name, i, name, False, None))
+        linear.append(own)
+    quantized = {s.tensor for own in linear if own for s in own if not s.weight}
+    sites: list[Site] = []
+    for node, own in zip(model.graph.node, linear, strict=True):
+        if own is not None:
+            sites.extend(own)
+            continue
+        quantize = residual_inputs(node, index, float_nodes)
+        if quantize == []:  # no INT8 Conv+Add fusion: keep only the Q/DQ an INT8 layer shares
+            quantize = [i for i, name in enumerate(node.input) if name in quantized]
+        sites.extend(Site(node.name, i, node.input[i], False, None) for i in quantize or [])
     return sites
 
 

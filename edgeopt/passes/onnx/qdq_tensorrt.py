@@ -345,7 +345,7 @@ class QdqTensorrt(Pass):
     """ONNX -> ONNX with symmetric INT8 Q/DQ where TensorRT fuses it (explicit quantization)."""
 
     name = "qdq_tensorrt"
-    version = "5"
+    version = "6"
     input_kind = ArtifactKind.ONNX
     output_kind = ArtifactKind.ONNX
     Config = QdqTensorrtConfig
