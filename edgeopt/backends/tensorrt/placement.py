@@ -203,12 +203,13 @@ def weight_axis(node: onnx.NodeProto, input_index: int, rank: int) -> int | None
 
 def _conv_behind(name: str, index: GraphIndex) -> onnx.NodeProto | None:
     """The Conv/ConvTranspose whose output `name` is, read by nothing else (looking through a Q/DQ pair that another
-    tool may have put there); None otherwise."""
+    tool may have put there, itself read by this one reader); None otherwise."""
     src = name
     dq = index.dq_of(src)
     if dq is not None:
         q = index.producer.get(dq.input[0])
-        if q is None or q.op_type != "QuantizeLinear" or len(index.consumers.get(dq.input[0], [])) != 1:
+        if q is None or q.op_type != "QuantizeLinear" or len(index.consumers.get(dq.input[0], [])) != 1 \
+                or len(index.consumers.get(dq.output[0], [])) != 1:
             return None
         src = q.input[0]
     producer = index.producer.get(src)

@@ -160,7 +160,8 @@ def test_a_residual_add_behind_a_float_conv_stays_float(residual_onnx: Path, tmp
 
 
 def _shared_identity_cnn(path: Path) -> Path:
-    """relu1's output feeds conv2 (the residual branch), the residual Add and a second head conv3."""
+    """Two branches from the input: conv2 (the residual branch) and conv1, whose output feeds the residual Add and
+    a second head conv3."""
     from onnx import helper
 
     rng = np.random.default_rng(3)
@@ -169,15 +170,14 @@ def _shared_identity_cnn(path: Path) -> Path:
         return numpy_helper.from_array((rng.standard_normal(shape) * 0.3).astype(np.float32), name)
 
     nodes = [helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], name="conv1", pads=[1, 1, 1, 1]),
-             helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-             helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
-             helper.make_node("Add", ["c2", "r1"], ["a"], name="residual_add"),
-             helper.make_node("Conv", ["r1", "w3", "b3"], ["c3"], name="conv3")]
+             helper.make_node("Conv", ["x", "w2", "b2"], ["c2"], name="conv2", pads=[1, 1, 1, 1]),
+             helper.make_node("Add", ["c2", "c1"], ["a"], name="residual_add"),
+             helper.make_node("Conv", ["c1", "w3", "b3"], ["c3"], name="conv3")]
     graph = helper.make_graph(nodes, "shared", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
                                                                                ["batch", 3, 8, 8])],
                               [helper.make_tensor_value_info("a", TensorProto.FLOAT, ["batch", 8, 8, 8]),
                                helper.make_tensor_value_info("c3", TensorProto.FLOAT, ["batch", 4, 8, 8])],
-                              [init("w1", 8, 3, 3, 3), init("b1", 8), init("w2", 8, 8, 3, 3), init("b2", 8),
+                              [init("w1", 8, 3, 3, 3), init("b1", 8), init("w2", 8, 3, 3, 3), init("b2", 8),
                                init("w3", 4, 8, 1, 1), init("b3", 4)])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     model.ir_version = 8
@@ -186,8 +186,9 @@ def _shared_identity_cnn(path: Path) -> Path:
 
 
 def test_a_float_branch_add_keeps_the_qdq_an_int8_layer_shares(tmp_path: Path) -> None:
-    """conv2 kept float, but relu1's output is quantized for conv3 anyway: the Add reads it through that same Q/DQ,
-    so relu1's producer writes INT8 alone in the engine; one Q on it, rule-clean."""
+    """conv2 kept float, but conv1's output is quantized for conv3 anyway: the Add reads it through that same Q/DQ,
+    so conv1 writes INT8 alone in the engine; one Q on it. Rule-clean: conv1's output, read by two nodes through one
+    Q/DQ, is no Conv branch TensorRT could fuse into the Add."""
     path = _shared_identity_cnn(tmp_path / "shared.onnx")
     calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
     out = _quantize(path, calib, tmp_path, exclude_nodes=["conv2"])
@@ -196,7 +197,7 @@ def test_a_float_branch_add_keeps_the_qdq_an_int8_layer_shares(tmp_path: Path) -
     assert nodes["residual_add"].input[1] in dq_outputs and nodes["residual_add"].input[0] not in dq_outputs
     assert nodes["conv3"].input[0] in dq_outputs and not set(nodes["conv2"].input) & dq_outputs
     assert [n.input[0] for n in out.graph.node if n.op_type == "QuantizeLinear"
-            and n.input[0] in ("r1", "x")] == ["x", "r1"]
+            and n.input[0] in ("c1", "x")] == ["x", "c1"]
     assert check_placement(out) == []
     x = np.random.default_rng(2).standard_normal((4, 3, 8, 8)).astype(np.float32)
     ref, got = _run(path, {"x": x}), _run(out, {"x": x})
