@@ -204,6 +204,45 @@ def test_a_float_branch_add_keeps_the_qdq_an_int8_layer_shares(tmp_path: Path) -
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
 
 
+@pytest.mark.parametrize("net", ["cifar_resnet8", "mobilenet_v2"])
+def test_inverted_residuals_and_float_choices_stay_rule_clean(net: str, tmp_path: Path) -> None:
+    """MobileNetV2 adds the block input first and the project Conv second, and the block input is also the next
+    expand Conv's input: all INT8, and with the fallback's kind of choices (each project Conv float, which leaves its
+    Add without an INT8 Conv branch; a few random sets), every build is emitted rule-clean (the pass raises
+    otherwise) and keeps the Adds' shared Q/DQ."""
+    import torch
+
+    from edgeopt.models.mobilenet_v2 import mobilenet_v2
+    from edgeopt.models.resnet import cifar_resnet
+    from edgeopt.passes.onnx.qdq_tensorrt import linear_nodes
+    from edgeopt.quant.emit import prepare_model
+    from edgeopt.quant.graph import name_nodes
+
+    model = cifar_resnet(depth=8, width=8) if net == "cifar_resnet8" else mobilenet_v2(num_classes=10,
+                                                                                     width_mult=0.35)
+    path = tmp_path / f"{net}.onnx"
+    torch.onnx.export(model.eval(), (torch.zeros(1, 3, 32, 32),), str(path), dynamo=False, opset_version=17,
+                      input_names=["x"], dynamic_axes={"x": {0: "batch"}})
+    prepared = prepare_model(onnx.load(str(path)), tmp_path)
+    name_nodes(prepared)
+    producers = {o: n for n in prepared.graph.node for o in n.output}
+    adds = [n for n in prepared.graph.node if n.op_type == "Add"]
+    branch_convs = sorted({producers[i].name for a in adds for i in a.input if producers.get(i) is not None
+                           and producers[i].op_type == "Conv"})
+    assert len(adds) >= 3 and branch_convs
+    rng = np.random.default_rng(1)
+    convs = linear_nodes(prepared)
+    choices = [[], *([c] for c in branch_convs[:6]),
+               *(sorted(rng.choice(convs, size=k, replace=False).tolist()) for k in (3, 8))]
+    calib = np.random.default_rng(0).standard_normal((8, 3, 32, 32)).astype(np.float32)
+    for kept in choices:
+        out = _quantize(path, calib, tmp_path, exclude_nodes=kept)
+        assert check_placement(out) == [], kept
+        dq_outputs = {n.output[0] for n in out.graph.node if n.op_type == "DequantizeLinear"}
+        quantized_adds = sum(any(i in dq_outputs for i in n.input) for n in out.graph.node if n.op_type == "Add")
+        assert quantized_adds >= len(adds) - len(kept), kept
+
+
 def test_excluding_an_unknown_node_names_the_choices(residual_onnx: Path, tmp_path: Path) -> None:
     from edgeopt.errors import ConfigError
 
