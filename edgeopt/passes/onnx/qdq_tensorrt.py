@@ -20,6 +20,7 @@ from edgeopt.backends.tensorrt.placement import (
     GraphIndex,
     Site,
     check_placement,
+    fused_conv_branch,
     qdq_sites,
     residual_inputs,
 )
@@ -298,7 +299,9 @@ def quantize_for_tensorrt(
         notes.append("qdq_tensorrt: " + describe(corrected))
     sites = emission.sites[chosen.label]
     weights = sum(s.weight for s in sites)
-    fused_adds = len({s.node for s in sites} & set(emission.residual))
+    index = GraphIndex(emission.prepared.graph)
+    fused_adds = sum(fused_conv_branch(n, index, frozenset(float_nodes)) is not None
+                     for n in emission.prepared.graph.node if n.name in emission.residual)
     accuracy = search.accuracy_record(chosen)
     attach(out, {"mode": "static", "format": "tensorrt", "activation_type": "int8", "activation_symmetric": True,
                  "method": cfg.method, "activation_sites": len(sites) - weights, "weight_sites": weights,

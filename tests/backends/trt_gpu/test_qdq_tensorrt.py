@@ -198,7 +198,7 @@ def test_a_float_branch_add_keeps_the_qdq_an_int8_layer_shares(tmp_path: Path) -
     assert nodes["conv3"].input[0] in dq_outputs and not set(nodes["conv2"].input) & dq_outputs
     assert [n.input[0] for n in out.graph.node if n.op_type == "QuantizeLinear"
             and n.input[0] in ("c1", "x")] == ["x", "c1"]
-    assert check_placement(out) == []
+    assert check_placement(out) == [] and read_record(out)["residual_adds"] == 0  # no INT8 Conv+Add fusion
     x = np.random.default_rng(2).standard_normal((4, 3, 8, 8)).astype(np.float32)
     ref, got = _run(path, {"x": x}), _run(out, {"x": x})
     assert np.abs(got - ref).max() < 0.05 * np.abs(ref).max()
