@@ -134,8 +134,9 @@ class TensorrtBackend(Backend):
         fields: dict[str, Any] = {"placement_violations": [str(v) for v in violations]}
         unparsed = unparsed_nodes(artifact.proto)
         if unparsed:  # where TensorRT is installed its parser's own errors follow; elsewhere this is all there is
-            fields.update(parser_unsupported=unparsed, notes=[describe_unparsed(unparsed)])
-            log.warning("%s", describe_unparsed(unparsed))
+            said = describe_unparsed(unparsed)
+            fields.update(parser_unsupported=unparsed, notes=[said])
+            log.warning("%s", said)
         errors = [v for v in violations if v.severity == "error"]
         if errors:
             first = errors[0]

@@ -214,7 +214,7 @@ class _TensorrtEmission:
 
     def __init__(self, prepared: onnx.ModelProto, table: Any, ctx: PassContext, cfg: QdqTensorrtConfig) -> None:
         self.prepared, self.table, self.ctx, self.cfg = prepared, table, ctx, cfg
-        index = GraphIndex(prepared.graph)
+        self.index = index = GraphIndex(prepared.graph)
         self.residual = [n.name for n in prepared.graph.node if residual_inputs(n, index)]
         # Adds that are not residual joins stay float: TensorRT fuses Q/DQ into an Add only as a Conv+Add.
         self.others = [n.name for n in prepared.graph.node if n.op_type in RESIDUAL_OPS and n.name not in self.residual]
@@ -241,6 +241,12 @@ class _TensorrtEmission:
         self.sites[label] = sites
         return EmitResult(result.model, spec, quantized_nodes=[n for n in self.linear if n not in kept_float],
                           float_nodes=list(kept_float))
+
+    def fused_adds(self, kept_float: list[str]) -> int:
+        """How many residual Adds have an INT8 Conv branch for TensorRT to fuse when `kept_float` stay float."""
+        residual = set(self.residual)
+        return sum(fused_conv_branch(n, self.index, frozenset(kept_float)) is not None
+                   for n in self.prepared.graph.node if n.name in residual)
 
 
 class _TensorrtSearch(StaticSearch):
@@ -299,9 +305,7 @@ def quantize_for_tensorrt(
         notes.append("qdq_tensorrt: " + describe(corrected))
     sites = emission.sites[chosen.label]
     weights = sum(s.weight for s in sites)
-    index = GraphIndex(emission.prepared.graph)
-    fused_adds = sum(fused_conv_branch(n, index, frozenset(float_nodes)) is not None
-                     for n in emission.prepared.graph.node if n.name in emission.residual)
+    fused_adds = emission.fused_adds(float_nodes)
     accuracy = search.accuracy_record(chosen)
     attach(out, {"mode": "static", "format": "tensorrt", "activation_type": "int8", "activation_symmetric": True,
                  "method": cfg.method, "activation_sites": len(sites) - weights, "weight_sites": weights,

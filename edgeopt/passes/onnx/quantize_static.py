@@ -17,7 +17,7 @@ from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.onnx.common import save_onnx
 from edgeopt.passes.registry import register_pass
 from edgeopt.quant.bias_correction import describe as describe_bias_correction
-from edgeopt.quant.config import StaticQuantizeConfig
+from edgeopt.quant.config import SpeedCheckConfig, StaticQuantizeConfig
 from edgeopt.quant.emit import prepare_model
 from edgeopt.quant.evaluation import QuantEvaluator
 from edgeopt.quant.graph import COMPUTE_OPS, compute_nodes
@@ -79,7 +79,7 @@ def decision_inputs(cfg: Any, ctx: PassContext) -> dict[str, Any]:
     extra: dict[str, Any] = {}
     if cfg.max_accuracy_drop is not None and ctx.eval_data is not None:
         extra["eval"] = ctx.eval_data.describe()
-    if getattr(cfg, "speed_check", False):  # passes without a speed check (qdq_tensorrt) do not depend on the CPU
+    if isinstance(cfg, SpeedCheckConfig) and cfg.speed_check:  # without a speed check (qdq_tensorrt), no CPU
         info = machine_info(cfg.threads)
         extra["machine"] = {"cpu": info["cpu"], "isa": info["isa"], "threads": cfg.threads}
     return extra
