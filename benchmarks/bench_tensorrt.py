@@ -9,7 +9,7 @@ evaluations of one build are, the noise floor any agreement figure sits on.
 Run: .venv/bin/python benchmarks/bench_tensorrt.py [--eval-samples N] [--cifar-model PATH.onnx|package.module:factory]
      [--resnet18-cifar-model PATH.onnx|package.module:factory] [--only MODEL]
      [--methods minmax entropy percentile mse] [--eval-in-compile] [--bias-correction]
-     [--calibration-method minmax|entropy|percentile|mse] [--keep-float NODE ...]
+     [--calibration-method minmax|entropy|percentile|mse] [--keep-float NODE ...] [--target trt-gpu|trt-gpu-typed]
 (--keep-float: these Conv/Gemm nodes stay float in both INT8 builds, FP16 in the engine;
 --calibration-method: the one calibration table both INT8 builds are emitted from, as `edgeopt compile
 --calibration-method`; --methods varies the TensorRT-ready build's method alone)
@@ -67,7 +67,7 @@ def _keeping_float(target: str, common: dict[str, Any], nodes: list[str]) -> dic
 def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path, eval_samples: int | None,
                 threads: int, methods: list[str] | None = None, eval_in_compile: bool = False,
                 bias_correction: bool = False, calibration_method: str = "minmax",
-                keep_float: list[str] | None = None) -> dict[str, Any]:
+                keep_float: list[str] | None = None, target: str = "trt-gpu") -> dict[str, Any]:
     """Compile ort-cpu/int8 and trt-gpu/int8, check placement, compare predictions on the evaluation data.
 
     `methods`: also build the TensorRT-ready ONNX with these calibration methods (variants int8-<method>) and report
@@ -75,7 +75,8 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
     data, so their accuracy fallbacks are judged on it (as bench_efficientnet_peers.py does) rather than on agreement
     over the calibration images. `bias_correction`: both INT8 builds correct their biases (--bias-correction).
     `calibration_method`: the range method of both builds (compile's calibration_method). `keep_float`: both INT8
-    builds keep these nodes float (the ORT build may keep more, by its accuracy fallback)."""
+    builds keep these nodes float (the ORT build may keep more, by its accuracy fallback). `target`: trt-gpu (FP32
+    ONNX, TensorRT 10's FP16/INT8 builder flags) or trt-gpu-typed (FP16-typed ONNX for strongly typed builds)."""
     start = time.perf_counter()
     common = {"calibration": str(calib), "cache_dir": str(work / "cache"), "latency": {"iters": 5, "threads": threads},
               "bias_correction": bias_correction, "calibration_method": calibration_method}
@@ -84,18 +85,18 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
                                                                                      bias_correction}}]}
              for m in methods or []]
     int8 = "int8-kept" if keep_float else "int8"
-    trt_extra = [*extra, _keeping_float("trt-gpu", common, keep_float)] if keep_float else extra
+    trt_extra = [*extra, _keeping_float(target, common, keep_float)] if keep_float else extra
     ort_extra = [_keeping_float("ort-cpu", common, keep_float)] if keep_float else []
-    trt = edgeopt.compile(model, target="trt-gpu", quantize="static",
+    trt = edgeopt.compile(model, target=target, quantize="static",
                           variants=[int8, "fp16", *(e["name"] for e in extra)], extra_variants=trt_extra,
                           out=str(work / name / "trt"), data=str(evaluation) if eval_in_compile else None, **common)
     wall = time.perf_counter() - start
     ort = edgeopt.compile(model, target="ort-cpu", quantize="static", variants=[int8], extra_variants=ort_extra,
                           out=str(work / name / "ort"), data=str(evaluation) if eval_in_compile else None, **common)
     rows = {v["name"]: v for v in trt.report["variants"]}
-    trt_path, ort_path = trt.artifacts[f"trt-gpu/{int8}"], ort.artifacts[f"ort-cpu/{int8}"]
+    trt_path, ort_path = trt.artifacts[f"{target}/{int8}"], ort.artifacts[f"ort-cpu/{int8}"]
     violations = check_placement(onnx.load(str(trt_path)))
-    float_path = trt.artifacts["trt-gpu/fp16"]  # the float model as TensorRT gets it (dynamic batch, simplified)
+    float_path = trt.artifacts[f"{target}/fp16"]  # the float model as TensorRT gets it (dynamic batch, simplified)
     data = load_data(str(evaluation), OnnxModel.from_file(trt_path).input_specs())
     if eval_samples:
         data = data.subset(0, eval_samples)
@@ -103,17 +104,18 @@ def bench_model(name: str, model: Any, calib: Path, evaluation: Path, work: Path
     trt_pred = _predictions(trt_path, data, threads)
     ort_pred = _predictions(ort_path, data, threads)
     out: dict[str, Any] = {
-        "model": name, "n": len(data), "calibration_method": calibration_method, "trt_compile_s": round(wall, 1),
+        "model": name, "target": target, "n": len(data), "calibration_method": calibration_method,
+        "trt_compile_s": round(wall, 1),
         "violations": len(violations), **summarize(violations),
         "agreement_trt_vs_ort_int8": float(np.mean(trt_pred == ort_pred)),
-        "trt_status": rows[f"trt-gpu/{int8}"]["status"],
-        "trt_precision": rows[f"trt-gpu/{int8}"].get("trt_precision"),
-        "build_command": rows[f"trt-gpu/{int8}"].get("build_command"), "keep_float": keep_float or [],
+        "trt_status": rows[f"{target}/{int8}"]["status"],
+        "trt_precision": rows[f"{target}/{int8}"].get("trt_precision"),
+        "build_command": rows[f"{target}/{int8}"].get("build_command"), "keep_float": keep_float or [],
         "ort_float_nodes": (read_record(onnx.load(str(ort_path))) or {}).get("float_nodes"),
         "trt_float_nodes": (read_record(onnx.load(str(trt_path))) or {}).get("float_nodes"),
     }
     out["agreement_by_method"] = {
-        m: float(np.mean(_predictions(trt.artifacts[f"trt-gpu/int8-{m}"], data, threads) == ort_pred))
+        m: float(np.mean(_predictions(trt.artifacts[f"{target}/int8-{m}"], data, threads) == ort_pred))
         for m in methods or []}
     ref = _predictions(float_path, data, threads)
     # The same two files run op by op: how far apart two evaluations of ONE build are (the noise floor of agreement).
@@ -195,6 +197,8 @@ def main() -> None:
                     help="the range method both INT8 builds use (one calibration table drives both)")
     ap.add_argument("--keep-float", nargs="+", default=None, metavar="NODE",
                     help="Conv/Gemm nodes (ONNX names, e.g. node_Conv_306) both INT8 builds keep float")
+    ap.add_argument("--target", choices=["trt-gpu", "trt-gpu-typed"], default="trt-gpu",
+                    help="trt-gpu-typed: the FP16-typed ONNX of strongly typed builds (TensorRT 11) stands in")
     ap.add_argument("--eval-in-compile", action="store_true",
                     help="give both INT8 compiles the evaluation data (their fallbacks are then judged on it)")
     args = ap.parse_args()
@@ -204,7 +208,8 @@ def main() -> None:
             if args.only and name not in args.only:
                 continue
             r = bench_model(name, model, calib, evaluation, Path(tmp), args.eval_samples, args.threads, args.methods,
-                            args.eval_in_compile, args.bias_correction, args.calibration_method, args.keep_float)
+                            args.eval_in_compile, args.bias_correction, args.calibration_method, args.keep_float,
+                            args.target)
             print(json.dumps(r), file=sys.stderr)
             results.append(r)
     print(table(results))

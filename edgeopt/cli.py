@@ -154,11 +154,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_targets(_: argparse.Namespace) -> int:
     from edgeopt.targets import list_targets
 
-    for name, t in list_targets().items():
+    targets = list_targets()
+    width = max(map(len, targets), default=0)
+    for name, t in targets.items():
         why = t.availability()
         state = "available" if why is None else f"unavailable here: {why}"
         variants = ", ".join(v.name for v in t.variants)
-        print(f"{name:12s} {t.description} [backend {t.backend}; variants: {variants}] — {state}")
+        print(f"{name:{width}s} {t.description} [backend {t.backend}; variants: {variants}] — {state}")
     return 0
 
 

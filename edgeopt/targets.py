@@ -39,8 +39,8 @@ class Target(BaseModel):
     variants: list[VariantSpec] = Field(default_factory=list)
 
     def availability(self) -> str | None:
-        """None when this target's backend can run here, else why not."""
-        return get_backend(self.backend).availability()
+        """None when this target's backend, with this profile's options, can run here, else why not."""
+        return self.backend_instance().why_not_here()
 
     def backend_instance(self) -> Any:
         """The backend with this profile's options (validated by the backend)."""

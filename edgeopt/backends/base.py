@@ -71,6 +71,10 @@ class Backend(ABC):
         """None when the backend can run here, else the reason it cannot (e.g. a missing package or GPU)."""
         return None
 
+    def why_not_here(self) -> str | None:
+        """`availability` under this backend's options (some options need more than the package, e.g. a version)."""
+        return self.availability()
+
     @abstractmethod
     def load(self, artifact: Artifact, threads: int | None = None) -> Runner:
         """Load an artifact of `artifact_kind` for running."""

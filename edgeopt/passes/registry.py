@@ -18,6 +18,7 @@ _PASS_MODULES = (
     "edgeopt.passes.onnx.ort_optimize",
     "edgeopt.passes.onnx.fuse_transformer",
     "edgeopt.passes.onnx.batch",
+    "edgeopt.passes.onnx.fp16_typed",
 )
 
 

@@ -25,6 +25,7 @@ from edgeopt.backends.tensorrt.build import (
 from edgeopt.backends.tensorrt.parser_ops import describe_unparsed, unparsed_nodes
 from edgeopt.backends.tensorrt.placement import check_placement, is_quantized, summarize
 from edgeopt.cache import default_cache_dir
+from edgeopt.passes.onnx.fp16_typed import is_fp16_typed
 from edgeopt.errors import BackendUnavailable, ConfigError, EdgeoptError
 from edgeopt.fileio import canonical_json, sha256_bytes, write_text_atomic
 
@@ -43,6 +44,9 @@ class TensorrtOptions(BackendOptions):
     dim_ranges: dict[str, Range] = Field(default_factory=dict, description="min/opt/max per named dynamic dim")
     timing_cache: bool = True
     device: int = Field(0, ge=0)
+    strongly_typed: bool = Field(
+        False, description="precision from the ONNX tensor types, no FP16/INT8 builder flags (TensorRT 11, and "
+                           "TensorRT 10 with --stronglyTyped); the artifact must be FP16-typed (pass fp16_typed)")
 
     @model_validator(mode="after")
     def _ordered(self) -> TensorrtOptions:
@@ -52,13 +56,31 @@ class TensorrtOptions(BackendOptions):
         return self
 
 
+def _unavailable(strongly_typed: bool) -> str | None:
+    """None when TensorRT (a version that builds this way) and a GPU are here, else why not."""
+    from edgeopt.backends.tensorrt.trt_import import import_tensorrt, unsupported_version
+
+    trt = import_tensorrt()
+    if trt is None:
+        return "TensorRT not installed"
+    wrong = unsupported_version(str(trt.__version__), strongly_typed)
+    if wrong is not None:
+        return wrong
+    import torch
+
+    if not torch.cuda.is_available():
+        return "no NVIDIA GPU (torch sees no CUDA device)"
+    return None
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", text).strip("-")
 
 
 @register_backend
 class TensorrtBackend(Backend):
-    """NVIDIA TensorRT 10 on a GPU: FP16 engines, INT8 by explicit Q/DQ quantization."""
+    """NVIDIA TensorRT on a GPU: FP16 engines, INT8 by explicit Q/DQ quantization; weakly typed (TensorRT 10's
+    FP16/INT8 builder flags over an FP32 ONNX) or strongly typed (precision from an FP16-typed ONNX: TensorRT 10/11)."""
 
     name = "tensorrt"
     artifact_kind = ArtifactKind.ONNX
@@ -71,28 +93,21 @@ class TensorrtBackend(Backend):
 
     @classmethod
     def availability(cls) -> str | None:
-        from edgeopt.backends.tensorrt.trt_import import import_tensorrt, unsupported_version
+        return _unavailable(strongly_typed=False)
 
-        trt = import_tensorrt()
-        if trt is None:
-            return "TensorRT not installed"
-        wrong = unsupported_version(str(trt.__version__))
-        if wrong is not None:
-            return wrong
-        import torch
-
-        if not torch.cuda.is_available():
-            return "no NVIDIA GPU (torch sees no CUDA device)"
-        return None
+    def why_not_here(self) -> str | None:
+        return _unavailable(self.opts.strongly_typed)
 
     def check(self, inputs: list[TensorSpec]) -> list[str]:
         return input_problems(inputs, self.opts.batch, self.opts.dim_ranges)
 
     def plan(self, model: OnnxModel) -> BuildPlan:
         """The build plan of a TensorRT-ready ONNX model under these options."""
-        int8, fp16 = resolve_precision(self.opts.precision, is_quantized(model.proto))
+        typed = is_fp16_typed(model.proto) if self.opts.strongly_typed else None
+        int8, fp16 = resolve_precision(self.opts.precision, is_quantized(model.proto), typed)
         profiles = profile_shapes(model.input_specs(), self.opts.batch, self.opts.dim_ranges)
-        return BuildPlan(int8=int8, fp16=fp16, workspace_mb=self.opts.workspace_mb, profiles=profiles)
+        return BuildPlan(int8=int8, fp16=fp16, workspace_mb=self.opts.workspace_mb, profiles=profiles,
+                         strongly_typed=self.opts.strongly_typed)
 
     def timing_cache_path(self, host: EngineHost) -> Path | None:
         """The timing cache in edgeopt's cache folder, one per TensorRT version and GPU."""
@@ -122,7 +137,7 @@ class TensorrtBackend(Backend):
                 info["builder precision"] = self.plan(artifact).precision
             except ConfigError as exc:
                 info["builder precision"] = f"none: {exc}"
-        why = self.availability()
+        why = self.why_not_here()
         info["engine build here"] = "yes" if why is None else f"no ({why})"
         return info
 
@@ -154,16 +169,18 @@ class TensorrtBackend(Backend):
         command = trtexec_command(f"{folder}/{dest.name}", f"{folder}/{engine.name}", plan,
                                   f"{folder}/tensorrt.timing.cache" if self.opts.timing_cache else None)
         script = dest.with_suffix(".trtexec.sh")
-        write_text_atomic(script, "#!/bin/sh\n# Builds the TensorRT engine of this variant (written by edgeopt) "
-                                  "with TensorRT 10's trtexec; run it on the machine with the target GPU.\n"
+        write_text_atomic(script, "#!/bin/sh\n# Builds the TensorRT engine of this variant (written by edgeopt) with "
+                                  f"TensorRT {plan.trtexec_versions}'s trtexec; run it on the machine with the target "
+                                  "GPU.\n"
                                   f'cd "$(dirname "$0")/.." || exit 1\nexec {command}\n')
         script.chmod(0o755)
         fields.update(build_command=command, build_script=f"{folder}/{script.name}", trt_precision=plan.precision,
                       engine=None)
-        why = self.availability()
+        why = self.why_not_here()
         if why is not None:
             fields["notes"] = [*fields.get("notes", []), f"engine not built ({why}): on the machine with the target "
-                               f"GPU and TensorRT 10, run {folder}/{script.name}, which is `{command}`"]
+                               f"GPU and TensorRT {plan.trtexec_versions}, run {folder}/{script.name}, which is "
+                               f"`{command}`"]
             return Deployment(status=f"engine not built: {why}", fields=fields)
         try:
             built = self.build(artifact, plan, engine)
@@ -207,7 +224,7 @@ class TensorrtBackend(Backend):
         return TrtRunner(artifact, self.opts.device)
 
     def _require_here(self) -> None:
-        why = self.availability()
+        why = self.why_not_here()
         if why == "TensorRT not installed":
             raise BackendUnavailable("TensorRT", self.extra)
         from edgeopt.backends.tensorrt.trt_import import INSTALL_HINT

@@ -1,5 +1,5 @@
-"""Engine builds: the build plan (precision flags, optimization profile, workspace), the equivalent trtexec command,
-and the build itself through the TensorRT 10 Python API (imported only here, only when called)."""
+"""Engine builds: the build plan (precision flags or strong typing, optimization profile, workspace), the equivalent
+trtexec command, and the build itself through the TensorRT Python API (imported only here, only when called)."""
 
 from __future__ import annotations
 
@@ -32,19 +32,44 @@ class BuildPlan:
     fp16: bool
     workspace_mb: int
     profiles: dict[str, tuple[Shape, Shape, Shape]] = field(default_factory=dict)  # dynamic inputs only
+    #: precision from the ONNX tensor types (no builder flags): int8/fp16 then say what those types are
+    strongly_typed: bool = False
 
     @property
     def precision(self) -> str:
-        """'int8+fp16', 'int8', 'fp16' or 'fp32': the builder flags."""
-        return "+".join(p for p, on in (("int8", self.int8), ("fp16", self.fp16)) if on) or "fp32"
+        """'int8+fp16', 'int8', 'fp16' or 'fp32': the builder flags, or for a strongly typed build the types the
+        ONNX carries, with ' (strongly typed)'."""
+        flags = "+".join(p for p, on in (("int8", self.int8), ("fp16", self.fp16)) if on) or "fp32"
+        return f"{flags} (strongly typed)" if self.strongly_typed else flags
+
+    @property
+    def trtexec_versions(self) -> str:
+        """The TensorRT versions whose trtexec builds this plan's command."""
+        return "10 or 11" if self.strongly_typed else "10"
 
     def to_dict(self) -> dict[str, Any]:
         return {"precision": self.precision, "workspace_mb": self.workspace_mb,
                 "profiles": {k: [list(s) for s in v] for k, v in sorted(self.profiles.items())}}
 
 
-def resolve_precision(requested: str | None, quantized: bool) -> tuple[bool, bool]:
-    """(int8, fp16) builder flags for a model with or without Q/DQ; ConfigError where they cannot match."""
+def resolve_precision(requested: str | None, quantized: bool, fp16_typed: bool | None = None) -> tuple[bool, bool]:
+    """(int8, fp16) builder flags for a model with or without Q/DQ; ConfigError where they cannot match.
+    `fp16_typed`: None for a weakly typed build; for a strongly typed one, whether the ONNX carries FP16 types
+    (the build then has no flags: the pair says what the types give)."""
+    if fp16_typed is not None:
+        if not fp16_typed and requested in (None, "best", "fp16"):
+            raise ConfigError(
+                "a strongly typed TensorRT build takes its precision from the ONNX types, and this model is "
+                "FP32-typed: the engine would compute in FP32",
+                "add the pass fp16_typed after the others (target trt-gpu-typed does), or use target trt-gpu",
+            )
+        if requested == "int8" and not quantized:
+            raise ConfigError("precision int8 needs a model with Q/DQ nodes (TensorRT explicit quantization)",
+                              "use the int8 variant (pass qdq_tensorrt, with --calibration) or precision fp16")
+        if requested == "fp16" and quantized:
+            raise ConfigError("precision fp16 cannot build a model that carries Q/DQ (INT8) nodes",
+                              "use precision best, or build the fp16 variant from the float model")
+        return quantized, fp16_typed
     if requested in (None, "best"):
         return quantized, True  # Q/DQ layers in INT8, everything left in float in FP16
     if requested == "int8":
@@ -112,10 +137,14 @@ def _shape_arg(profiles: dict[str, tuple[Shape, Shape, Shape]], which: int) -> s
 
 
 def trtexec_command(onnx: str, engine: str, plan: BuildPlan, timing_cache: str | None = None) -> str:
-    """The trtexec command line (TensorRT 10) that builds the same engine as `build_engine` with `plan`."""
+    """The trtexec command line that builds the same engine as `build_engine` with `plan`: precision flags for
+    TensorRT 10's weakly typed build, `--stronglyTyped` (TensorRT 10; the default on TensorRT 11) otherwise."""
     args = ["trtexec", f"--onnx={onnx}", f"--saveEngine={engine}"]
-    args += ["--int8"] if plan.int8 else []
-    args += ["--fp16"] if plan.fp16 else []
+    if plan.strongly_typed:
+        args.append("--stronglyTyped")
+    else:
+        args += ["--int8"] if plan.int8 else []
+        args += ["--fp16"] if plan.fp16 else []
     args.append(f"--memPoolSize=workspace:{plan.workspace_mb}M")
     if plan.profiles:
         args += [f"--minShapes={_shape_arg(plan.profiles, 0)}", f"--optShapes={_shape_arg(plan.profiles, 1)}",
@@ -152,7 +181,9 @@ def build_engine(
     torch.cuda.set_device(device)
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
-    network = builder.create_network(0)  # TensorRT 10: networks are always explicit-batch
+    # Networks are always explicit-batch (TensorRT 10); strongly typed on request (always, on TensorRT 11).
+    typed = 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED) if plan.strongly_typed else 0
+    network = builder.create_network(typed)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse_from_file(str(onnx_path)):
         errors = _parser_errors(parser)
@@ -161,10 +192,10 @@ def build_engine(
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, plan.workspace_mb << 20)
     for wanted, flag in ((plan.fp16, "FP16"), (plan.int8, "INT8")):
-        if wanted:
+        if wanted and not plan.strongly_typed:
             if not hasattr(trt.BuilderFlag, flag):
                 raise EngineBuildError(f"TensorRT {trt.__version__} has no {flag} builder flag (strongly typed only)",
-                                       INSTALL_HINT)
+                                       f"use --target trt-gpu-typed, or {INSTALL_HINT}")
             config.set_flag(getattr(trt.BuilderFlag, flag))
     if plan.profiles:
         profile = builder.create_optimization_profile()

@@ -27,7 +27,9 @@ from edgeopt.backends.tensorrt.placement import (
 from edgeopt.errors import ConfigError, EdgeoptError, ModelFileError
 from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.onnx.common import drop_unused_initializers, save_onnx
+from edgeopt.passes.onnx.fp16_typed import Fp16Typed
 from edgeopt.passes.onnx.quantize import register_quantized_variants
+from edgeopt.pipeline import step_name
 from edgeopt.passes.registry import register_pass
 from edgeopt.quant.config import AccuracyBudgetConfig
 from edgeopt.quant.emit import EmitResult, QdqSpec
@@ -314,7 +316,7 @@ def quantize_for_tensorrt(
     notes.append(
         f"qdq_tensorrt: {len(sites) - weights} activation inputs per-tensor, {weights} weights per-channel, INT8 "
         f"zero point 0, biases float ({fused_adds} residual Adds keep their Conv branch float for Conv+Add "
-        "fusion); ops left in float are built in FP16 by the engine builder (precision best = --int8 --fp16)"
+        "fusion); ops left in float are built in FP16 (weakly typed: --int8 --fp16; strongly typed: pass fp16_typed)"
     )
     if kept_float:
         notes.append(f"qdq_tensorrt: {len(kept_float)} nodes kept float as asked (exclude_nodes): "
@@ -383,7 +385,10 @@ def tensorrt_variants(target: Target, cfg: Any) -> list[VariantSpec]:
     if cfg.quantize not in ("static", "auto"):
         return []
     fp16 = next((v for v in target.variants if v.precision == "fp16"), None)
-    chain = list(fp16.passes) if fp16 is not None else ["dynamic_batch", "simplify"]
+    steps = list(fp16.passes) if fp16 is not None else ["dynamic_batch", "simplify"]
+    # Typing comes last: calibration and placement work on the FP32 graph, which then gets FP16 types and scales.
+    chain = [s for s in steps if step_name(s) != Fp16Typed.name]
+    typing = [s for s in steps if step_name(s) == Fp16Typed.name]
     cal = {"method": cfg.calibration_method, "bias_correction": cfg.bias_correction,
            "max_accuracy_drop": cfg.max_accuracy_drop, "metric": cfg.metric, "eval_samples": cfg.eval_samples,
            "threads": cfg.latency.threads}
@@ -393,7 +398,7 @@ def tensorrt_variants(target: Target, cfg: Any) -> list[VariantSpec]:
         VariantSpec(
             name="int8",
             precision="int8",
-            passes=[*chain, {"qdq_tensorrt": cal}],
+            passes=[*chain, {"qdq_tensorrt": cal}, *typing],
             description="symmetric INT8 Q/DQ placed for TensorRT fusion; float ops built in FP16",
         )
     ]
