@@ -25,9 +25,9 @@ from edgeopt.backends.tensorrt.build import (
 from edgeopt.backends.tensorrt.parser_ops import describe_unparsed, unparsed_nodes
 from edgeopt.backends.tensorrt.placement import check_placement, is_quantized, summarize
 from edgeopt.cache import default_cache_dir
-from edgeopt.passes.onnx.fp16_typed import is_fp16_typed
 from edgeopt.errors import BackendUnavailable, ConfigError, EdgeoptError
 from edgeopt.fileio import canonical_json, sha256_bytes, write_text_atomic
+from edgeopt.passes.onnx.fp16_typed import is_fp16_typed
 
 Range = tuple[int, int, int]
 log = logging.getLogger(__name__)

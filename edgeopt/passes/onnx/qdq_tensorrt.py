@@ -29,8 +29,8 @@ from edgeopt.passes.base import Pass, PassContext
 from edgeopt.passes.onnx.common import drop_unused_initializers, save_onnx
 from edgeopt.passes.onnx.fp16_typed import Fp16Typed
 from edgeopt.passes.onnx.quantize import register_quantized_variants
-from edgeopt.pipeline import step_name
 from edgeopt.passes.registry import register_pass
+from edgeopt.pipeline import step_name
 from edgeopt.quant.config import AccuracyBudgetConfig
 from edgeopt.quant.emit import EmitResult, QdqSpec
 from edgeopt.quant.graph import name_nodes
