@@ -72,16 +72,31 @@ def session_options(
     return so
 
 
+#: ONNX Runtime's WeightBiasQuantization turns a float Conv bias behind dequantized inputs into int32 at scale
+#: s_x * s_w, dividing in the model's float type. In an FP16-typed Q/DQ model (pass fp16_typed) the quotient overflows
+#: FP16 for small scales and the bias becomes garbage, so such a model runs without it. TensorRT keeps the bias float.
+FP16_UNSAFE_OPTIMIZERS = ("WeightBiasQuantization",)
+
+
+def unsafe_optimizers(proto: Any) -> list[str]:
+    """The ORT graph optimizers a model must run without (FP16_UNSAFE_OPTIMIZERS for an FP16-typed model)."""
+    from edgeopt.passes.onnx.fp16_typed import is_fp16_typed
+
+    return list(FP16_UNSAFE_OPTIMIZERS) if is_fp16_typed(proto) else []
+
+
 class OrtRunner(Runner):
     """An ONNX Runtime inference session."""
 
-    def __init__(self, model_path: str, options: OrtOptions, threads: int | None) -> None:
+    def __init__(self, model_path: str, options: OrtOptions, threads: int | None,
+                 disabled_optimizers: list[str] | None = None) -> None:
         self.threads = threads or options.intra_op_num_threads
         so = session_options(self.threads, options.graph_optimization_level, spinning=options.spinning)
         so.execution_mode = (
             ort.ExecutionMode.ORT_PARALLEL if options.execution_mode == "parallel" else ort.ExecutionMode.ORT_SEQUENTIAL
         )
-        self.session = ort.InferenceSession(model_path, so, providers=list(options.providers))
+        self.session = ort.InferenceSession(model_path, so, providers=list(options.providers),
+                                            disabled_optimizers=disabled_optimizers or None)
         self.options = options
         self._inputs = [
             TensorSpec(
@@ -124,7 +139,7 @@ class OrtBackend(Backend):
         if not isinstance(artifact, OnnxModel) or artifact.path is None:
             raise TypeError("the ort backend runs ONNX files")
         assert isinstance(self.options, OrtOptions)
-        return OrtRunner(str(artifact.path), self.options, threads)
+        return OrtRunner(str(artifact.path), self.options, threads, unsafe_optimizers(artifact.proto))
 
     def __init__(self, options: dict[str, Any] | None = None) -> None:
         super().__init__(options)

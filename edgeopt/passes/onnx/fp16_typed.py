@@ -4,18 +4,22 @@ A strongly typed TensorRT network takes every layer's precision from the ONNX te
 builder flags (TensorRT 11 removed them). So the float model must itself be FP16, and a Q/DQ model must carry FP16
 scales, which ONNX allows from opset 19 on. This pass upgrades the opset where needed, converts float tensors,
 initializers and Q/DQ scales to FP16 with ONNX Runtime's converter (`onnxruntime.transformers.float16`), keeps the
-graph inputs and outputs FP32 (Casts at the edges, so callers feed the same arrays), and keeps any node named in
-`keep_fp32` in FP32. int8 weights and zero points are untouched.
+graph inputs and outputs FP32 (Casts at the edges, so callers feed the same arrays), and keeps in FP32 any node named
+in `keep_fp32` and any node whose float inputs or outputs reach beyond `max_abs` on sample data (the calibration set,
+else the evaluation set): FP16 overflows at 65504, and an overflow would be an Inf, not a rounding. int8 weights and
+zero points are untouched.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
 from onnx import numpy_helper, version_converter
+from pydantic import Field
 
 from edgeopt.artifacts.base import Artifact, ArtifactKind
 from edgeopt.artifacts.onnx_model import OnnxModel
@@ -38,9 +42,38 @@ _QDQ_TOLERANCE = (0.1, 0.99)
 
 
 class Fp16TypedConfig(PassConfig):
-    """Nodes (ONNX names, see `edgeopt inspect MODEL --nodes`) that stay FP32."""
+    """Nodes kept FP32: named ones, and those whose values reach beyond `max_abs` on `samples` sample inputs."""
 
-    keep_fp32: list[str] = []
+    keep_fp32: list[str] = Field(default_factory=list,
+                                 description="ONNX node names (see `edgeopt inspect MODEL --nodes`) that stay FP32")
+    max_abs: float = Field(8192.0, gt=0, le=_FP16_MAX,
+                           description="a node whose float inputs or outputs reach beyond this on the samples stays "
+                                       "FP32 (FP16's largest value is 65504; the margin covers data the samples miss)")
+    samples: int = Field(64, ge=1, description="sample inputs the value ranges are measured on")
+
+
+def _range_data(ctx: PassContext) -> Any:
+    """The data the value ranges are measured on: calibration, else evaluation, else None."""
+    return ctx.calibration if ctx.calibration is not None else ctx.eval_data
+
+
+def overflowing_nodes(proto: onnx.ModelProto, data: Any, max_abs: float, samples: int) -> dict[str, float]:
+    """{node name: largest |value| among its float inputs and outputs} for the nodes beyond `max_abs` on `data`."""
+    from edgeopt.quant.collector import collect_statistics
+
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    values = [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]
+    floats = {v.name for v in values if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    computed = floats & {o for n in proto.graph.node for o in n.output}
+    tensors = sorted(computed | (floats & {i.name for i in proto.graph.input}))
+    stats = collect_statistics(proto, data, tensors, samples=min(samples, len(data)), num_bins=16).stats
+    peaks = {t: max(abs(st.min), abs(st.max)) for t, st in stats.items()}
+    out: dict[str, float] = {}
+    for node in proto.graph.node:
+        beyond = [peaks[t] for t in (*node.input, *node.output) if peaks.get(t, 0.0) > max_abs]
+        if beyond:
+            out[node.name] = max(beyond)
+    return out
 
 
 def is_fp16_typed(proto: onnx.ModelProto) -> bool:
@@ -75,6 +108,40 @@ def _scale_problems(proto: onnx.ModelProto) -> list[str]:
     return out
 
 
+def _cast_to(node: onnx.NodeProto) -> int | None:
+    return next((a.i for a in node.attribute if a.name == "to"), None) if node.op_type == "Cast" else None
+
+
+def _drop_round_trips(proto: onnx.ModelProto) -> int:
+    """Remove FP32 -> FP16 -> FP32 Cast pairs. The converter wraps each FP32 node in its own Casts, so between two
+    adjacent FP32 nodes the tensor would pass through FP16, and a value beyond 65504 would become Inf there. Returns
+    how many pairs went."""
+    graph = proto.graph
+    inferred = onnx.shape_inference.infer_shapes(proto)
+    fp32 = {v.name for v in [*inferred.graph.value_info, *inferred.graph.input]
+            if v.type.tensor_type.elem_type == onnx.TensorProto.FLOAT}
+    fp32 |= {i.name for i in graph.initializer if i.data_type == onnx.TensorProto.FLOAT}
+    producer = {o: n for n in graph.node for o in n.output}
+    outputs = {o.name for o in graph.output}
+    rename: dict[str, str] = {}
+    for node in graph.node:
+        first = producer.get(node.input[0]) if _cast_to(node) == onnx.TensorProto.FLOAT else None
+        if first is not None and _cast_to(first) == onnx.TensorProto.FLOAT16 and first.input[0] in fp32 \
+                and node.output[0] not in outputs:
+            rename[node.output[0]] = first.input[0]
+    if not rename:
+        return 0
+    kept = [n for n in graph.node if not (n.op_type == "Cast" and n.output[0] in rename)]
+    for node in kept:
+        for i, name in enumerate(node.input):
+            node.input[i] = rename.get(name, name)
+    read = {i for n in kept for i in n.input} | outputs
+    kept = [n for n in kept if _cast_to(n) != onnx.TensorProto.FLOAT16 or n.output[0] in read]  # orphaned Casts
+    del graph.node[:]
+    graph.node.extend(kept)
+    return len(rename)
+
+
 def to_fp16_typed(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
     """The model with FP16 float tensors and Q/DQ scales, FP32 graph inputs and outputs, nodes in `keep_fp32` FP32."""
     import onnx_ir as ir
@@ -92,6 +159,7 @@ def to_fp16_typed(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...]
         log.warning("fp16_typed: %s: FP16 rounds it coarsely", problem)
     converted = convert_float_to_float16(proto, keep_io_types=True, force_fp16_initializers=False,
                                          node_block_list=list(keep_fp32) or None)
+    _drop_round_trips(converted)
     model = ir.from_proto(converted)  # the converter appends its edge Casts last: put the nodes back in order
     model.graph.sort()
     return ir.to_proto(model)
@@ -109,6 +177,10 @@ class Fp16Typed(Pass):
     check_tolerance = _FLOAT_TOLERANCE
     tools = ("onnx", "onnxruntime")
 
+    def cache_extra(self, ctx: PassContext) -> dict[str, Any]:
+        data = _range_data(ctx)
+        return {**super().cache_extra(ctx), "range_data": data.describe() if data is not None else None}
+
     def run(self, model: Artifact, ctx: PassContext, out_path: Path) -> Artifact:
         from edgeopt.backends.tensorrt.placement import is_quantized
 
@@ -117,9 +189,23 @@ class Fp16Typed(Pass):
             raise TypeError("fp16_typed converts ONNX models")
         if is_quantized(model.proto):  # the check must suit what the pass changes (an instance attribute)
             self.check_tolerance = _QDQ_TOLERANCE  # type: ignore[misc]
-        typed = to_fp16_typed(model.proto, cfg.keep_fp32)
+        data = _range_data(ctx)
+        notes = ctx.shared.setdefault("notes", [])
+        keep = list(cfg.keep_fp32)
+        if data is None:
+            notes.append("fp16_typed: no calibration or evaluation data, so no value ranges were measured: a node "
+                         "that overflows FP16 (beyond 65504) would give Inf; pass --calibration or --data")
+        else:
+            over = overflowing_nodes(model.proto, data, cfg.max_abs, cfg.samples)
+            keep += [n for n in sorted(over) if n not in keep]
+            said = ", ".join(f"{n} ({v:.3g})" for n, v in sorted(over.items())) or "none"
+            notes.append(f"fp16_typed: nodes with values beyond {cfg.max_abs:g} on {min(cfg.samples, len(data))} "
+                         f"samples kept FP32: {said}")
+        if keep:
+            log.info("fp16_typed: %d nodes stay FP32: %s", len(keep), ", ".join(keep))
+        typed = to_fp16_typed(model.proto, keep)
         onnx.checker.check_model(typed)
         save_onnx(typed, out_path)
         return OnnxModel.from_file(out_path)
 
-__all__ = ["FP16_QDQ_OPSET", "Fp16Typed", "is_fp16_typed", "to_fp16_typed"]
+__all__ = ["FP16_QDQ_OPSET", "Fp16Typed", "is_fp16_typed", "overflowing_nodes", "to_fp16_typed"]

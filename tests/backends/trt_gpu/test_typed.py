@@ -29,6 +29,11 @@ def _scale_types(model: onnx.ModelProto) -> set[int]:
     return {inits[n.input[1]] for n in model.graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")}
 
 
+def _value_types(model: onnx.ModelProto) -> dict[str, int]:
+    inferred = onnx.shape_inference.infer_shapes(model)
+    return {v.name: v.type.tensor_type.elem_type for v in [*inferred.graph.value_info, *inferred.graph.output]}
+
+
 def _opset(model: onnx.ModelProto) -> int:
     return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
 
@@ -116,3 +121,75 @@ def test_compile_typed_target_writes_typed_onnx_and_strongly_typed_command(
     assert _scale_types(int8) == {F16} and _opset(int8) >= FP16_QDQ_OPSET
     # The pass order: calibrated and placed on the FP32 graph, typed last.
     assert [p["pass"] for p in rows["trt-gpu-typed/int8"]["passes"]][-2:] == ["qdq_tensorrt", "fp16_typed"]
+
+
+def _scaled_model(tmp_path: Path) -> Path:
+    """y = ((300 x)^2 * 0.001) * 0.01: the square overflows FP16 (65504) for |x| > 0.85; every constant fits FP16."""
+    from onnx import helper, numpy_helper
+
+    graph = helper.make_graph(
+        [helper.make_node("Mul", ["x", "k300"], ["u"], name="up"), helper.make_node("Mul", ["u", "u"], ["v"],
+                                                                                     name="square"),
+         helper.make_node("Mul", ["v", "k1e-3"], ["w"], name="down"), helper.make_node("Mul", ["w", "k1e-2"], ["y"],
+                                                                                      name="down2")], "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", 4])],
+        [numpy_helper.from_array(np.array(v, np.float32), n) for n, v in (("k300", 300), ("k1e-3", 1e-3),
+                                                                          ("k1e-2", 1e-2))])
+    path = tmp_path / "scaled.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_nodes_that_overflow_fp16_on_the_data_stay_fp32(tmp_path: Path) -> None:
+    from edgeopt.artifacts.base import TensorSpec
+    from edgeopt.data import load_data
+    from edgeopt.passes.base import PassContext
+    from edgeopt.passes.onnx.fp16_typed import Fp16Typed
+
+    path = _scaled_model(tmp_path)
+    x = np.random.default_rng(0).standard_normal((16, 4)).astype(np.float32)
+    # Unchecked, the square would be FP16 and overflow in the engine. (ONNX Runtime's CPU provider computes FP16 Mul
+    # in FP32 behind inserted Casts, so running the model here would not show it: the types do.)
+    assert _value_types(to_fp16_typed(onnx.load(str(path))))["v"] == F16
+    ctx = PassContext(work_dir=tmp_path, calibration=load_data({"x": x}, [TensorSpec("x", ("batch", 4))]))
+    out = Fp16Typed().run(OnnxModel.from_file(path), ctx, tmp_path / "typed.onnx")
+    types, nodes = _value_types(out.proto), {n.name: n for n in out.proto.graph.node}
+    square = nodes["square"].output[0]  # goes straight on to 'down' in FP32, not through an FP16 Cast and back
+    assert types[square] == TensorProto.FLOAT and nodes["down"].input[0] == square
+    assert types["u"] == F16 and types[nodes["down2"].input[0]] == F16  # only what overflows, and what reads it
+    got = _run(out.proto, {"x": x})
+    assert np.allclose(got, 0.9 * x**2, rtol=2e-3, atol=1e-3)
+    (note,) = ctx.shared["notes"]
+    peak = float((300 * np.abs(x).max()) ** 2)
+    assert f"kept FP32: down ({peak:.3g}), square ({peak:.3g})" in note, note
+    # Without data nothing is measured, and the note says so and what to pass.
+    ctx = PassContext(work_dir=tmp_path)
+    Fp16Typed().run(OnnxModel.from_file(path), ctx, tmp_path / "typed2.onnx")
+    assert "no value ranges were measured" in ctx.shared["notes"][0] and "--calibration" in ctx.shared["notes"][0]
+
+
+def test_ort_runs_fp16_typed_qdq_without_its_fp16_bias_quantization(residual_onnx: Path, tmp_path: Path) -> None:
+    """ORT's WeightBiasQuantization divides a float bias by s_x * s_w in FP16 here: a bias of 40 over a scale
+    product near 1e-4 overflows, and the Conv's output is garbage. edgeopt's ORT runner turns it off for such models."""
+    from onnx import numpy_helper
+
+    from edgeopt.backends.base import run_batched
+    from edgeopt.backends.ort.backend import OrtBackend
+
+    model = onnx.load(str(residual_onnx))
+    for init in model.graph.initializer:
+        if init.name == "b1":
+            init.CopyFrom(numpy_helper.from_array(np.full(8, 40.0, np.float32), "b1"))
+    big_bias = tmp_path / "big_bias.onnx"
+    onnx.save(model, str(big_bias))
+    calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    int8 = _quantize(big_bias, calib, tmp_path)
+    typed_path = tmp_path / "typed.onnx"
+    onnx.save(to_fp16_typed(int8), str(typed_path))
+    x = calib[:8]
+    ref = _run(int8, {"x": x})
+    raw = _run(onnx.load(str(typed_path)), {"x": x})
+    assert not np.allclose(raw, ref, atol=0.1 * np.abs(ref).max())  # what ORT's default optimizers do to it
+    got = run_batched(OrtBackend().load(OnnxModel.from_file(typed_path)), {"x": x})[0]
+    assert np.allclose(got, ref, atol=0.02 * np.abs(ref).max())
