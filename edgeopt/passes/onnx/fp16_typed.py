@@ -12,6 +12,7 @@ zero points are untouched.
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ log = logging.getLogger(__name__)
 #: ONNX opset from which QuantizeLinear / DequantizeLinear take FP16 scales.
 FP16_QDQ_OPSET = 19
 _FP16_MAX = float(np.finfo(np.float16).max)
-_FP16_TINY = float(np.finfo(np.float16).tiny)  # smallest normal FP16: below it a scale keeps few significant bits
+_FP16_SMALLEST = float(np.finfo(np.float16).smallest_subnormal)
 
 # Output check against the FP32-typed input: FP16 arithmetic on a float model; on a Q/DQ model FP16 scales and sums
 # also move some activations across an int8 rounding boundary, one step each.
@@ -92,20 +93,37 @@ def _default_opset(proto: onnx.ModelProto) -> int:
     return next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 0)
 
 
-def _scale_problems(proto: onnx.ModelProto) -> list[str]:
-    """Q/DQ scales FP16 cannot hold: beyond its range, or below its normal range (a few significant bits left)."""
+def _fp16_scale(scale: np.ndarray) -> np.ndarray:
+    """The scale as FP16 holds it (ORT's converter lifts anything below FP16's smallest subnormal to it)."""
+    return np.clip(np.abs(scale), _FP16_SMALLEST, _FP16_MAX).astype(np.float16).astype(np.float32) * np.sign(scale)
+
+
+def requantize_for_fp16_scales(proto: onnx.ModelProto) -> int:
+    """Re-round the int8 weights behind each scale FP16 cannot hold to 1/256 (subnormal or below FP16's range: in
+    practice the near-dead channels of a BatchNorm-folded layer, scales near 1e-9) against the scale FP16 does hold,
+    so that code x scale stays the weight. Returns how many channels changed; the model is edited in place."""
     inits = {i.name: i for i in proto.graph.initializer}
-    out = []
+    changed = 0
     for node in proto.graph.node:
-        if node.op_type not in ("QuantizeLinear", "DequantizeLinear") or len(node.input) < 2:
+        if node.op_type != "DequantizeLinear" or len(node.input) < 2:
             continue
-        init = inits.get(node.input[1])
-        if init is None or init.data_type != onnx.TensorProto.FLOAT:
+        codes, scale = inits.get(node.input[0]), inits.get(node.input[1])
+        if codes is None or scale is None or codes.data_type != onnx.TensorProto.INT8 \
+                or scale.data_type != onnx.TensorProto.FLOAT:
             continue
-        scale = np.abs(numpy_helper.to_array(init))
-        if scale.size and (scale.max() > _FP16_MAX or scale.min() < _FP16_TINY):
-            out.append(f"{node.op_type} '{node.name}' scale {init.name} spans {scale.min():.3g}..{scale.max():.3g}")
-    return out
+        s32 = numpy_helper.to_array(scale).astype(np.float32)
+        s16 = _fp16_scale(s32)
+        off = np.abs(s16 - s32) > np.abs(s32) / 256
+        if not off.any():
+            continue
+        q = numpy_helper.to_array(codes).astype(np.float32)
+        axis = next((a.i for a in node.attribute if a.name == "axis"), 1)
+        shape = [-1 if d == (axis % q.ndim) else 1 for d in range(q.ndim)] if s32.ndim else []
+        q = np.clip(np.round(q * s32.reshape(shape) / s16.reshape(shape)), -127, 127).astype(np.int8)
+        codes.CopyFrom(numpy_helper.from_array(q, codes.name))
+        scale.CopyFrom(numpy_helper.from_array(s16.astype(np.float32), scale.name))
+        changed += int(off.sum())
+    return changed
 
 
 def _cast_to(node: onnx.NodeProto) -> int | None:
@@ -142,8 +160,10 @@ def _drop_round_trips(proto: onnx.ModelProto) -> int:
     return len(rename)
 
 
-def to_fp16_typed(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] = ()) -> onnx.ModelProto:
-    """The model with FP16 float tensors and Q/DQ scales, FP32 graph inputs and outputs, nodes in `keep_fp32` FP32."""
+def to_fp16_typed(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...] = (),
+                  notes: list[str] | None = None) -> onnx.ModelProto:
+    """The model with FP16 float tensors and Q/DQ scales, FP32 graph inputs and outputs, nodes in `keep_fp32` FP32.
+    What it had to change besides the types is appended to `notes`."""
     import onnx_ir as ir
     from onnxruntime.transformers.float16 import convert_float_to_float16
 
@@ -155,8 +175,12 @@ def to_fp16_typed(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...]
     has_qdq = any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in proto.graph.node)
     if has_qdq and _default_opset(proto) < FP16_QDQ_OPSET:
         proto = version_converter.convert_version(proto, FP16_QDQ_OPSET)
-    for problem in _scale_problems(proto):
-        log.warning("fp16_typed: %s: FP16 rounds it coarsely", problem)
+    else:
+        proto = copy.deepcopy(proto)
+    requantized = requantize_for_fp16_scales(proto)
+    if requantized and notes is not None:
+        notes.append(f"fp16_typed: {requantized} weight channels had scales FP16 cannot hold (below its normal range, "
+                     "near-dead channels); their int8 weights were re-rounded against the FP16 scale")
     converted = convert_float_to_float16(proto, keep_io_types=True, force_fp16_initializers=False,
                                          node_block_list=list(keep_fp32) or None)
     _drop_round_trips(converted)
@@ -203,7 +227,7 @@ class Fp16Typed(Pass):
                          f"samples kept FP32: {said}")
         if keep:
             log.info("fp16_typed: %d nodes stay FP32: %s", len(keep), ", ".join(keep))
-        typed = to_fp16_typed(model.proto, keep)
+        typed = to_fp16_typed(model.proto, keep, notes)
         onnx.checker.check_model(typed)
         save_onnx(typed, out_path)
         return OnnxModel.from_file(out_path)

@@ -193,3 +193,28 @@ def test_ort_runs_fp16_typed_qdq_without_its_fp16_bias_quantization(residual_onn
     assert not np.allclose(raw, ref, atol=0.1 * np.abs(ref).max())  # what ORT's default optimizers do to it
     got = run_batched(OrtBackend().load(OnnxModel.from_file(typed_path)), {"x": x})[0]
     assert np.allclose(got, ref, atol=0.02 * np.abs(ref).max())
+
+
+def test_weights_behind_scales_fp16_cannot_hold_are_re_rounded(residual_onnx: Path, tmp_path: Path) -> None:
+    """A near-dead channel (per-channel weight scale 1e-9, as BatchNorm folding leaves them) keeps code x scale as
+    its weight: FP16 cannot hold the scale, so the codes are re-rounded against the scale it does hold."""
+    from onnx import numpy_helper
+
+    calib = np.random.default_rng(1).standard_normal((32, 3, 8, 8)).astype(np.float32)
+    int8 = _quantize(residual_onnx, calib, tmp_path)
+    inits = {i.name: i for i in int8.graph.initializer}
+    dq = next(n for n in int8.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in inits
+              and inits[n.input[0]].data_type == TensorProto.INT8 and len(inits[n.input[0]].dims) == 4)
+    scale = numpy_helper.to_array(inits[dq.input[1]]).copy()
+    scale[0] = 1e-9
+    inits[dq.input[1]].CopyFrom(numpy_helper.from_array(scale, dq.input[1]))
+    q = numpy_helper.to_array(inits[dq.input[0]]).astype(np.float32)
+    want = q * scale.reshape(-1, 1, 1, 1)
+    notes: list[str] = []
+    typed = to_fp16_typed(int8, notes=notes)
+    after = {i.name: numpy_helper.to_array(i).astype(np.float32) for i in typed.graph.initializer}
+    s16 = after[dq.input[1]]
+    got = after[dq.input[0]] * s16.reshape(-1, 1, 1, 1)
+    assert np.all(np.abs(got - want) <= s16.reshape(-1, 1, 1, 1) / 2 + 1e-12)
+    assert np.array_equal(after[dq.input[0]][1:], q[1:])  # the channels FP16 holds keep their codes
+    assert notes and notes[0].startswith("fp16_typed: 1 weight channels")
