@@ -6,8 +6,11 @@ scales, which ONNX allows from opset 19 on. This pass upgrades the opset where n
 initializers and Q/DQ scales to FP16 with ONNX Runtime's converter (`onnxruntime.transformers.float16`), keeps the
 graph inputs and outputs FP32 (Casts at the edges, so callers feed the same arrays), and keeps in FP32 any node named
 in `keep_fp32` and any node whose float inputs or outputs reach beyond `max_abs` on sample data (the calibration set,
-else the evaluation set): FP16 overflows at 65504, and an overflow would be an Inf, not a rounding. int8 weights and
-zero points are untouched.
+else the evaluation set): FP16 overflows at 65504, and an overflow would be an Inf, not a rounding. int8 weights stay
+as they are, except behind a per-channel scale FP16 cannot hold (near-dead channels), where they are re-rounded.
+
+The pipeline checks the result under ONNX Runtime like every pass, but ORT's CPU provider computes most FP16 ops in
+FP32 behind Casts it inserts: the check covers the FP16 weights, scales and Casts, not FP16 arithmetic.
 """
 
 from __future__ import annotations
