@@ -182,8 +182,8 @@ def to_fp16_typed(proto: onnx.ModelProto, keep_fp32: list[str] | tuple[str, ...]
         proto = copy.deepcopy(proto)
     requantized = requantize_for_fp16_scales(proto)
     if requantized and notes is not None:
-        notes.append(f"fp16_typed: {requantized} weight channels had scales FP16 cannot hold (below its normal range, "
-                     "near-dead channels); their int8 weights were re-rounded against the FP16 scale")
+        notes.append(f"fp16_typed: {requantized} weight channels had scales FP16 cannot hold to 1/256 (near-dead "
+                     "channels); their int8 weights were re-rounded against the FP16 scale")
     converted = convert_float_to_float16(proto, keep_io_types=True, force_fp16_initializers=False,
                                          node_block_list=list(keep_fp32) or None)
     _drop_round_trips(converted)
