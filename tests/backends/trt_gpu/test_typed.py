@@ -218,3 +218,25 @@ def test_weights_behind_scales_fp16_cannot_hold_are_re_rounded(residual_onnx: Pa
     assert np.all(np.abs(got - want) <= s16.reshape(-1, 1, 1, 1) / 2 + 1e-12)
     assert np.array_equal(after[dq.input[0]][1:], q[1:])  # the channels FP16 holds keep their codes
     assert notes and notes[0].startswith("fp16_typed: 1 weight channels")
+
+
+@pytest.mark.gpu
+def test_strongly_typed_engine_builds_and_matches_ort(residual_onnx: Path, tmp_path: Path) -> None:
+    backend = TensorrtBackend({"batch": [1, 4, 8], "strongly_typed": True})
+    why = backend.why_not_here()
+    if why is not None:
+        pytest.skip(f"needs TensorRT 10 or 11 and an NVIDIA GPU: {why}")
+    from edgeopt.backends.base import run_batched
+    from edgeopt.backends.ort.backend import OrtBackend
+
+    path = tmp_path / "typed.onnx"
+    onnx.save(to_fp16_typed(onnx.load(str(residual_onnx))), str(path))
+    model = OnnxModel.from_file(path)
+    plan = backend.plan(model)
+    assert plan.strongly_typed and plan.precision == "fp16 (strongly typed)"
+    engine = backend.build(model, plan, tmp_path / "typed.engine")
+    assert engine.manifest is not None and engine.manifest.precision == plan.precision
+    x = np.random.default_rng(0).standard_normal((4, 3, 8, 8)).astype(np.float32)
+    ref = run_batched(OrtBackend().load(OnnxModel.from_file(residual_onnx)), {"x": x})[0]
+    got = backend.load(engine).run({"x": x})[0]
+    assert np.allclose(ref, got, atol=5e-2, rtol=5e-2)  # FP16 arithmetic in the engine
