@@ -166,13 +166,13 @@ def table(results: list[dict[str, Any]]) -> str:
         return "-" if v is None else f"{100 * v:.2f}%"
 
     lines = [
-        "| model | eval n | placement violations | top-1 agreement TRT-ready vs ORT INT8 | TRT-ready vs FP32 | "
-        "top-1 FP32 | top-1 ORT INT8 | top-1 TRT-ready (under ORT) | engine |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | target | eval n | placement violations | top-1 agreement TRT-ready vs ORT INT8 | TRT-ready vs float "
+        "| top-1 float (FP32; FP16-typed on trt-gpu-typed) | top-1 ORT INT8 | top-1 TRT-ready (under ORT) | engine |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         lines.append(
-            f"| {r['model']} | {r['n']} | {r['violations']} | {pct(r['agreement_trt_vs_ort_int8'])} | "
+            f"| {r['model']} | {r['target']} | {r['n']} | {r['violations']} | {pct(r['agreement_trt_vs_ort_int8'])} | "
             f"{pct(r.get('agreement_trt_vs_fp32'))} | {pct(r.get('top1_fp32'))} | {pct(r.get('top1_ort_int8'))} | "
             f"{pct(r.get('top1_trt_int8'))} | {r['trt_status']} |"
         )
