@@ -172,7 +172,8 @@ def table(results: list[dict[str, Any]]) -> str:
     ]
     for r in results:
         lines.append(
-            f"| {r['model']} | {r['target']} | {r['n']} | {r['violations']} | {pct(r['agreement_trt_vs_ort_int8'])} | "
+            f"| {r['model']} | {r.get('target', 'trt-gpu')} | {r['n']} | {r['violations']} | "
+            f"{pct(r['agreement_trt_vs_ort_int8'])} | "
             f"{pct(r.get('agreement_trt_vs_fp32'))} | {pct(r.get('top1_fp32'))} | {pct(r.get('top1_ort_int8'))} | "
             f"{pct(r.get('top1_trt_int8'))} | {r['trt_status']} |"
         )
