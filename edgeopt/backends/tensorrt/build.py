@@ -56,35 +56,27 @@ def resolve_precision(requested: str | None, quantized: bool, fp16_typed: bool |
     """(int8, fp16) builder flags for a model with or without Q/DQ; ConfigError where they cannot match.
     `fp16_typed`: None for a weakly typed build; for a strongly typed one, whether the ONNX carries FP16 types
     (the build then has no flags: the pair says what the types give)."""
+    if requested == "int8" and not quantized:
+        raise ConfigError(
+            "precision int8 needs a model with Q/DQ nodes (TensorRT explicit quantization)",
+            "use the int8 variant (pass qdq_tensorrt, with --calibration) or precision fp16",
+        )
+    if requested == "fp16" and quantized:
+        raise ConfigError(
+            "precision fp16 cannot build a model that carries Q/DQ (INT8) nodes",
+            "use precision best, or build the fp16 variant from the float model",
+        )
     if fp16_typed is not None:
-        if not fp16_typed and requested in (None, "best", "fp16"):
+        if not fp16_typed and requested != "int8":
             raise ConfigError(
                 "a strongly typed TensorRT build takes its precision from the ONNX types, and this model is "
                 "FP32-typed: the engine would compute in FP32",
                 "add the pass fp16_typed after the others (target trt-gpu-typed does), or use target trt-gpu",
             )
-        if requested == "int8" and not quantized:
-            raise ConfigError("precision int8 needs a model with Q/DQ nodes (TensorRT explicit quantization)",
-                              "use the int8 variant (pass qdq_tensorrt, with --calibration) or precision fp16")
-        if requested == "fp16" and quantized:
-            raise ConfigError("precision fp16 cannot build a model that carries Q/DQ (INT8) nodes",
-                              "use precision best, or build the fp16 variant from the float model")
         return quantized, fp16_typed
     if requested in (None, "best"):
         return quantized, True  # Q/DQ layers in INT8, everything left in float in FP16
-    if requested == "int8":
-        if not quantized:
-            raise ConfigError(
-                "precision int8 needs a model with Q/DQ nodes (TensorRT explicit quantization)",
-                "use the int8 variant (pass qdq_tensorrt, with --calibration) or precision fp16",
-            )
-        return True, False
-    if quantized:
-        raise ConfigError(
-            "precision fp16 cannot build a model that carries Q/DQ (INT8) nodes",
-            "use precision best, or build the fp16 variant from the float model",
-        )
-    return False, True
+    return requested == "int8", requested == "fp16"
 
 
 def input_problems(specs: list[TensorSpec], batch: Shape, dim_ranges: dict[str, Shape]) -> list[str]:

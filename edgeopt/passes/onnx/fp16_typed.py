@@ -214,8 +214,8 @@ class Fp16Typed(Pass):
         cfg: Fp16TypedConfig = self.config  # type: ignore[assignment]
         if not isinstance(model, OnnxModel):
             raise TypeError("fp16_typed converts ONNX models")
-        if is_quantized(model.proto):  # the check must suit what the pass changes (an instance attribute)
-            self.check_tolerance = _QDQ_TOLERANCE  # type: ignore[misc]
+        # The check must suit what the pass changes (an instance attribute, set for every model it runs on).
+        self.check_tolerance = _QDQ_TOLERANCE if is_quantized(model.proto) else _FLOAT_TOLERANCE  # type: ignore[misc]
         data = _range_data(ctx)
         notes = ctx.shared.setdefault("notes", [])
         keep = list(cfg.keep_fp32)
@@ -234,5 +234,6 @@ class Fp16Typed(Pass):
         onnx.checker.check_model(typed)
         save_onnx(typed, out_path)
         return OnnxModel.from_file(out_path)
+
 
 __all__ = ["FP16_QDQ_OPSET", "Fp16Typed", "is_fp16_typed", "overflowing_nodes", "to_fp16_typed"]
