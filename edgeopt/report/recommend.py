@@ -38,8 +38,10 @@ def recommend(variants: list[dict[str, Any]], reference: dict[str, Any], max_dro
                 continue
         candidates.append(v)
     if not candidates:
-        return {"variant": None, "rule": rule, "reason": "no build met the rule", "rejected": rejected,
-                "metric": metric_used}
+        timed = [v for v in variants if v["status"] == "ok" and v.get("latency_ms")]
+        reason = ("no build met the rule" if timed or not variants
+                  else "no build was timed on this machine (each row's status says why)")
+        return {"variant": None, "rule": rule, "reason": reason, "rejected": rejected, "metric": metric_used}
     best = min(candidates, key=lambda v: v["latency_ms"]["median"])
     speed = best.get("speedup_vs_baseline")
     reason = f"{best['name']} is the fastest qualifying build"

@@ -49,6 +49,9 @@ def test_slower_and_none() -> None:
     assert rec["variant"] == "slow" and "0.50x" in rec["reason"] and "SLOWER" in rec["reason"]
     none = recommend([_row("bad", 0.5, 0.1)], ref, 1.0)
     assert none["variant"] is None and none["reason"] == "no build met the rule"
+    untimed = {**_row("trt-gpu/int8", 0.9, 0.1, status="engine not built: TensorRT not installed"), "latency_ms": None}
+    nothing = recommend([untimed], ref, 1.0)
+    assert nothing["variant"] is None and nothing["reason"].startswith("no build was timed on this machine")
 
 
 def _report() -> dict[str, Any]:
