@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from edgeopt.artifacts.base import Artifact, ArtifactKind, TensorSpec
 from edgeopt.errors import ConfigError
+from edgeopt.evaluate.latency import Timeable
 
 
 class BackendOptions(BaseModel):
@@ -38,6 +39,11 @@ class Runner(ABC):
     def describe(self) -> dict[str, Any]:
         """Runtime settings worth recording (threads, provider, versions)."""
         return {}
+
+    def latency_call(self, inputs: dict[str, np.ndarray]) -> Timeable:
+        """What the latency harness times for this runner on `inputs`: by default one whole run, numpy in and out,
+        on the host clock; a device runtime returns a `SelfTimed` call that measures its own work."""
+        return lambda: run_batched(self, inputs)
 
 
 @dataclass

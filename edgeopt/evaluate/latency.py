@@ -6,18 +6,35 @@ import gc
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+WALL = "wall"
+
+
+@dataclass(frozen=True)
+class SelfTimed:
+    """A call that times itself and returns its own duration in ms, which the harness then records instead of the
+    host clock: a GPU launch bracketed by CUDA events (`clock` "cuda-events") measures the device's work, which the
+    host clock around an asynchronous launch does not."""
+
+    fn: Callable[[], float]
+    clock: str
+
+
+Timeable = Callable[[], Any] | SelfTimed
+
 
 @dataclass
 class LatencyResult:
-    """Per-variant timings (ms) and, when a baseline is named, the median of per-round speed-up ratios."""
+    """Per-variant timings (ms) and, when a baseline is named, the median of per-round speed-up ratios; `clocks`
+    names what measured each variant ("wall": the host's monotonic clock)."""
 
     samples_ms: dict[str, np.ndarray]
     baseline: str | None
+    clocks: dict[str, str] = field(default_factory=dict)
 
     def stats(self, name: str) -> dict[str, float]:
         t = self.samples_ms[name]
@@ -38,11 +55,12 @@ class LatencyResult:
         return float(np.median(self.samples_ms[base] / self.samples_ms[name]))
 
     def to_dict(self) -> dict[str, Any]:
-        return {n: {**self.stats(n), "speedup_vs_baseline": self.speedup(n)} for n in self.samples_ms}
+        return {n: {**self.stats(n), "speedup_vs_baseline": self.speedup(n), "clock": self.clocks.get(n, WALL)}
+                for n in self.samples_ms}
 
 
 def time_interleaved(
-    fns: dict[str, Callable[[], Any]],
+    fns: dict[str, Timeable],
     iters: int = 100,
     warmup: int = 10,
     baseline: str | None = None,
@@ -55,7 +73,8 @@ def time_interleaved(
 
     Each round runs a variant `block + 1` times in a row and keeps the median of the last `block` calls: the first
     call after a switch pays for the other runtime's threads still spinning, which would otherwise be charged to
-    whichever variant runs next. `max_seconds` caps the measuring phase (at least 5 rounds run).
+    whichever variant runs next. `max_seconds` caps the measuring phase (at least 5 rounds run). A `SelfTimed`
+    variant reports its own duration per call (e.g. CUDA events); the others are timed with the host clock.
 
     Garbage is collected before timing and the collector is paused while timing (as `timeit` does): runtimes left
     unreferenced by earlier steps (evaluation sessions, interpreters) otherwise keep thread pools alive that wake up
@@ -72,14 +91,23 @@ def time_interleaved(
             gc.enable()
 
 
+def _once(fn: Timeable) -> float:
+    """Run once; its duration in ms, by its own clock when it has one."""
+    if isinstance(fn, SelfTimed):
+        return float(fn.fn())
+    t0 = time.perf_counter_ns()
+    fn()
+    return (time.perf_counter_ns() - t0) / 1e6
+
+
 def _time_rounds(
-    fns: dict[str, Callable[[], Any]], iters: int, warmup: int, baseline: str | None, seed: int,
+    fns: dict[str, Timeable], iters: int, warmup: int, baseline: str | None, seed: int,
     max_seconds: float | None, progress: Callable[[int, int], None] | None, block: int,
 ) -> LatencyResult:
     names = sorted(fns)
     for _ in range(warmup):
         for n in names:
-            fns[n]()
+            _once(fns[n])
     rng = random.Random(seed)
     samples: dict[str, list[float]] = {n: [] for n in names}
     start = time.perf_counter()
@@ -87,15 +115,11 @@ def _time_rounds(
         order = names[:]
         rng.shuffle(order)
         for n in order:
-            fns[n]()
-            times = []
-            for _ in range(block):
-                t0 = time.perf_counter_ns()
-                fns[n]()
-                times.append((time.perf_counter_ns() - t0) / 1e6)
-            samples[n].append(float(np.median(times)))
+            _once(fns[n])
+            samples[n].append(float(np.median([_once(fns[n]) for _ in range(block)])))
         if progress is not None:
             progress(r + 1, iters)
         if max_seconds is not None and r >= 4 and time.perf_counter() - start > max_seconds:
             break
-    return LatencyResult({n: np.asarray(v) for n, v in samples.items()}, baseline)
+    clocks = {n: f.clock if isinstance(f, SelfTimed) else WALL for n, f in fns.items()}
+    return LatencyResult({n: np.asarray(v) for n, v in samples.items()}, baseline, clocks)

@@ -60,14 +60,14 @@ def measure_variants(
         meas.metrics.setdefault(name, {}).update(ev)
     ok = {n: r for n, r in runners.items() if not meas.metrics.get(n, {}).get("error")}
     inputs = _latency_inputs(source, data, cfg.latency.batch, cfg.seed)
-    fns = {n: (lambda r=r: run_batched(r, inputs)) for n, r in ok.items()}
+    fns = {n: r.latency_call(inputs) for n, r in ok.items()}
     with prog.step(f"time {len(fns)} builds interleaved (batch {cfg.latency.batch}, {threads} threads)"):
         lat = time_interleaved(
             fns, iters=cfg.latency.iters, warmup=cfg.latency.warmup, baseline=REFERENCE,
             seed=cfg.seed, max_seconds=cfg.latency.max_seconds,
         )
     for name, stats in lat.to_dict().items():
-        meas.metrics[name]["latency_ms"] = {k: stats[k] for k in ("median", "p90", "p99", "mean", "n")}
+        meas.metrics[name]["latency_ms"] = {k: stats[k] for k in ("median", "p90", "p99", "mean", "n", "clock")}
         meas.metrics[name]["speedup_vs_baseline"] = stats["speedup_vs_baseline"]
     return meas
 

@@ -6,7 +6,7 @@ import math
 from html import escape
 from typing import Any
 
-from edgeopt.report.markdown import check_text
+from edgeopt.report.markdown import check_text, clock_note
 
 W, H, LEFT, RIGHT, TOP, BOTTOM = 540, 380, 58, 16, 36, 46
 FRONT, DOMINATED, RECOMMENDED, REFERENCE = "#1f6feb", "#b8b8b8", "#e8590c", "#222222"
@@ -273,10 +273,12 @@ def render_html(report: dict[str, Any]) -> str:
     parts.append(_variant_table(report, front))
     parts.append("<h2>Pass records</h2>")
     parts.append(_pass_records(report))
+    clocks = clock_note(report)
     parts.append(
         '<p class="meta">Latencies come from one interleaved run (every build in a shuffled order each '
         "round); medians over rounds, speed-up is the median of per-round ratios against the reference. "
-        "report.json holds every figure shown here.</p></body></html>"
+        + (f"{escape(clocks)} " if clocks else "")
+        + "report.json holds every figure shown here.</p></body></html>"
     )
     return "\n".join(parts) + "\n"
 

@@ -75,7 +75,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         "Latencies: one interleaved run; each round runs every variant in a shuffled order, "
         "4 calls in a row keeping the median of the last 3 (the first absorbs the switch from the other "
         "runtime); median/p90/p99 are over rounds, and speed-up is the median of per-round ratios against "
-        "the reference.",
+        "the reference." + (f" {clock_note(report)}" if clock_note(report) else ""),
         "",
     ]
     for v in report["variants"]:
@@ -102,3 +102,12 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines.append(f"- diagnosis: {d}")
         lines.append("")
     return "\n".join(lines) + "\n"
+
+
+def clock_note(report: dict[str, Any]) -> str | None:
+    """What the report must say when some rows were timed on another clock than the host's (GPU builds)."""
+    own = sorted({(v.get("latency_ms") or {}).get("clock") for v in report.get("variants", [])} - {None, "wall"})
+    if not own:
+        return None
+    return (f"Rows timed by {', '.join(own)} give the device's time per run with the inputs already on it (no host "
+            "copies); the others are host wall time, so a speed-up across the two compares different clocks.")

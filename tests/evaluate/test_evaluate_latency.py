@@ -62,3 +62,30 @@ def test_collector_paused_while_timing_and_restored() -> None:
     seen: list[bool] = []
     time_interleaved({"a": lambda: seen.append(gc.isenabled())}, iters=5, warmup=1)
     assert seen and not any(seen) and gc.isenabled()
+
+
+def test_self_timed_calls_record_their_own_clock() -> None:
+    """A device call (CUDA events on a GPU) reports its own duration: the harness records that, not the host's."""
+    from edgeopt.evaluate.latency import SelfTimed
+
+    device_ms = iter(np.linspace(0.5, 1.5, 2 + 8 * 3))
+
+    def launch() -> float:
+        time.sleep(0.003)  # the host waits far longer than the device figure it gets back
+        return float(next(device_ms))
+
+    res = time_interleaved({"host": lambda: time.sleep(0.001), "gpu": SelfTimed(launch, "cuda-events")},
+                           iters=8, warmup=2, baseline="host", block=2)
+    table = res.to_dict()
+    assert table["gpu"]["clock"] == "cuda-events" and table["host"]["clock"] == "wall"
+    assert 0.5 <= res.stats("gpu")["min"] and res.stats("gpu")["median"] <= 1.5
+    assert res.stats("host")["median"] >= 1.0 and res.speedup("gpu") > 0.6
+
+
+def test_report_says_when_rows_use_another_clock() -> None:
+    from edgeopt.report.markdown import clock_note
+
+    row = {"latency_ms": {"median": 1.0, "clock": "wall"}}
+    assert clock_note({"variants": [row, {"latency_ms": None}]}) is None
+    note = clock_note({"variants": [row, {"latency_ms": {"median": 0.1, "clock": "cuda-events"}}]})
+    assert note is not None and note.startswith("Rows timed by cuda-events") and "different clocks" in note

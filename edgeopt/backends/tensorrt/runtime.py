@@ -10,6 +10,10 @@ from edgeopt.artifacts.base import TensorSpec
 from edgeopt.backends.base import Runner
 from edgeopt.backends.tensorrt.artifact import TrtEngine
 from edgeopt.errors import EdgeoptError
+from edgeopt.evaluate.latency import SelfTimed, Timeable
+
+#: the clock name of latencies measured on the GPU between CUDA events
+CUDA_EVENTS = "cuda-events"
 
 
 class TrtRunner(Runner):
@@ -51,20 +55,23 @@ class TrtRunner(Runner):
         return specs
 
     def _bind(self, inputs: dict[str, np.ndarray]) -> list[Any]:
-        """Copy inputs to the GPU, allocate outputs, set every tensor address; returns the output tensors."""
+        """Copy inputs to the GPU, allocate outputs, set every tensor address; returns the output tensors (all of
+        them stay referenced until the next bind)."""
         torch = self._torch
         self._keep = []
-        for name in self.inputs:
-            t = torch.from_numpy(np.ascontiguousarray(inputs[name], dtype=self._dtype(name))).to(self.device)
-            self.context.set_input_shape(name, tuple(t.shape))
-            self.context.set_tensor_address(name, t.data_ptr())
-            self._keep.append(t)
         outs = []
-        for name in self.outputs:
-            shape = tuple(self.context.get_tensor_shape(name))
-            out = torch.empty(shape, dtype=getattr(torch, self._dtype(name).name), device=self.device)
-            self.context.set_tensor_address(name, out.data_ptr())
-            outs.append(out)
+        with torch.cuda.stream(self.stream):  # copies and allocations ordered with the engine's own stream
+            for name in self.inputs:
+                t = torch.from_numpy(np.ascontiguousarray(inputs[name], dtype=self._dtype(name))).to(self.device)
+                self.context.set_input_shape(name, tuple(t.shape))
+                self.context.set_tensor_address(name, t.data_ptr())
+                self._keep.append(t)
+            for name in self.outputs:
+                shape = tuple(self.context.get_tensor_shape(name))
+                out = torch.empty(shape, dtype=getattr(torch, self._dtype(name).name), device=self.device)
+                self.context.set_tensor_address(name, out.data_ptr())
+                outs.append(out)
+        self._keep += outs  # the context writes there until the next bind: the buffers must outlive this call
         return outs
 
     def _execute(self) -> None:
@@ -77,21 +84,33 @@ class TrtRunner(Runner):
         self.stream.synchronize()
         return [o.cpu().numpy() for o in outs]
 
-    def time_ms(self, inputs: dict[str, np.ndarray], iters: int = 100, warmup: int = 10) -> list[float]:
-        """GPU time of each of `iters` executions (inputs already on the GPU), measured with CUDA events."""
+    def latency_call(self, inputs: dict[str, np.ndarray]) -> Timeable:
+        """The engine's GPU time per execution, between CUDA events on its stream, with the inputs copied to the
+        GPU once beforehand: what the latency harness records for this build (clock "cuda-events"). A batch larger
+        than the engine's profile allows is run whole, in slices, on the host clock instead."""
+        n = len(next(iter(inputs.values())))
+        if self.max_batch is not None and n > self.max_batch:
+            return super().latency_call(inputs)
         torch = self._torch
         self._bind(inputs)
-        for _ in range(warmup):
-            self._execute()
-        times = []
-        for _ in range(iters):
+
+        def once() -> float:
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             start.record(self.stream)
             self._execute()
             end.record(self.stream)
             end.synchronize()
-            times.append(float(start.elapsed_time(end)))
-        return times
+            return float(start.elapsed_time(end))
+
+        return SelfTimed(once, CUDA_EVENTS)
+
+    def time_ms(self, inputs: dict[str, np.ndarray], iters: int = 100, warmup: int = 10) -> list[float]:
+        """GPU time of each of `iters` executions (inputs already on the GPU), measured with CUDA events."""
+        call = self.latency_call(inputs)
+        assert isinstance(call, SelfTimed)
+        for _ in range(warmup):
+            call.fn()
+        return [call.fn() for _ in range(iters)]
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -119,6 +119,11 @@ def test_engine_builds_and_matches_ort(residual_onnx: Path, tmp_path: Path) -> N
     got = runner.run({"x": x})[0]
     assert np.allclose(ref, got, atol=5e-2, rtol=5e-2)  # FP16 engine
     assert len(runner.time_ms({"x": x}, iters=5, warmup=1)) == 5
+    from edgeopt.evaluate.latency import SelfTimed
+
+    call = runner.latency_call({"x": x})  # what the compile's interleaved timing records for an engine
+    assert isinstance(call, SelfTimed) and call.clock == "cuda-events" and call.fn() > 0
+    assert np.allclose(runner.run({"x": x})[0], got)  # timing left the engine's bindings usable
 
 
 def test_only_tensorrt_10_builds() -> None:
