@@ -19,12 +19,24 @@ from edgeopt.report.recommend import recommend
 SCHEMA = "edgeopt.report/1"
 
 
+#: ops that make an ONNX model given as the reference an INT8 one (Q/DQ or ONNX Runtime's integer operator format)
+_INT8_OPS = frozenset({"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger",
+                       "MatMulInteger", "DynamicQuantizeLinear"})
+
+
+def _reference_precision(source: Artifact) -> str:
+    """The precision of the model as given: int8 for an ONNX model that carries quantized ops, else fp32."""
+    if _INT8_OPS & set(source.op_histogram()):
+        return "int8"
+    return "fp32"
+
+
 def _reference_row(source: Artifact, m: dict[str, Any]) -> dict[str, Any]:
     target = "pytorch" if source.kind == ArtifactKind.TORCH else "ort-cpu"
     return {
         "name": REFERENCE,
         "target": target,
-        "precision": "fp32",
+        "precision": _reference_precision(source),
         "status": "ok" if not m.get("error") else f"failed: {m['error']}",
         "artifact": str(source.path) if source.path is not None else None,
         "size_bytes": source.size_bytes(),

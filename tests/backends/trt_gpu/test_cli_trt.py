@@ -40,6 +40,8 @@ def test_compile_writes_onnx_and_trtexec_command(residual_onnx: Path, residual_n
     assert _compile(residual_onnx, out, "--quantize", "static", "--calibration", str(residual_npz)) == 0
     report = json.loads((out / "report.json").read_text())
     rows = {v["name"]: v for v in report["variants"]}
+    assert rows["reference"]["precision"] == "fp32"
+    assert report["recommendation"]["reason"].startswith("no build was timed on this machine")
     why = TensorrtBackend.availability()
     for name, flags in (("trt-gpu/int8", ["--int8", "--fp16"]), ("trt-gpu/fp16", ["--fp16"])):
         row = rows[name]
@@ -108,6 +110,7 @@ def test_asymmetric_qdq_model_is_refused_as_is_and_converted_by_int8(
     out = tmp_path / "out"
     assert _compile(ort_default_qdq, out, "--quantize", "static", "--calibration", str(residual_npz)) == 0
     rows = {v["name"]: v for v in json.loads((out / "report.json").read_text())["variants"]}
+    assert rows["reference"]["precision"] == "int8"  # the model as given carries Q/DQ
     fp16 = rows["trt-gpu/fp16"]
     assert fp16["status"].startswith("failed: not TensorRT-ready") and "zero-point" in fp16["status"]
     assert "build_command" not in fp16 and fp16["placement_violations"]
