@@ -70,12 +70,13 @@ def render_markdown(report: dict[str, Any]) -> str:
     for r in rec.get("rejected") or []:
         lines.append(f"- not recommended: {r}")
     lines += _frontier_lines(report.get("frontier") or [])
+    clocks = clock_note(report)
     lines += [
         "",
         "Latencies: one interleaved run; each round runs every variant in a shuffled order, "
         "4 calls in a row keeping the median of the last 3 (the first absorbs the switch from the other "
         "runtime); median/p90/p99 are over rounds, and speed-up is the median of per-round ratios against "
-        "the reference." + (f" {clock_note(report)}" if clock_note(report) else ""),
+        "the reference." + (f" {clocks}" if clocks else ""),
         "",
     ]
     for v in report["variants"]:
